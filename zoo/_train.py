@@ -1,0 +1,350 @@
+"""The shared training driver: `fit`.
+
+One jitted step (optax update of the model's inexact arrays, the family's auxiliary
+state, optional EMA), data-parallel over every local device through `jax.sharding`
+(batch sharded over a ``data`` mesh axis, parameters replicated), multi-host through
+`jax.distributed`. Periodic Orbax checkpoints of the full training state make a run
+resumable: a run resumed from its last checkpoint sees exactly the batches and PRNG
+keys an uninterrupted run would, so both end with the same weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jaxtyping import PRNGKeyArray, PyTree
+
+from ._errors import CheckpointError, ConfigError
+from ._model import AbstractModel
+from ._optim import ema_params, get_ema
+from ._progress import tqdm_bar
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, schedule, EMA, batching, logging and checkpointing."""
+
+    steps: int
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # global-norm clipping
+    warmup_steps: int = 0
+    ema_decay: float | None = None
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 0  # data order
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size <= 0:
+            raise ConfigError(f"need steps >= 0 and batch_size > 0, got {self.steps}, {self.batch_size}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ConfigError(f"optimizer must be 'adam', 'adamw' or 'sgd', not {self.optimizer!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"TrainConfig has no field(s) {sorted(unknown)}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optax chain for `config`: clipping, the optimiser with warm-up, then EMA."""
+    lr: Any = config.learning_rate
+    if config.warmup_steps > 0:
+        lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+    parts = []
+    if config.grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(config.grad_clip))
+    if config.optimizer == "adam":
+        parts.append(optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps))
+    elif config.optimizer == "adamw":
+        parts.append(optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps, weight_decay=config.weight_decay))
+    else:
+        parts.append(optax.sgd(lr))
+    if config.ema_decay is not None:
+        parts.append(ema_params(config.ema_decay))
+    return optax.chain(*parts)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `fit` returns. ``ema`` is the EMA model (None without ``ema_decay``);
+    ``info`` holds the facts a checkpoint records (steps, hardware, wall time...)."""
+
+    model: AbstractModel
+    ema: AbstractModel | None
+    state: PyTree
+    step: int
+    history: list[dict[str, float]]
+    info: dict[str, Any]
+
+
+def hardware() -> str:
+    """A short description of the devices this process trains on."""
+    devs = jax.devices()
+    kind = devs[0].device_kind
+    if devs[0].platform == "cpu":
+        return f"CPU ({os.cpu_count()} cores, {platform.machine()}), {len(devs)} JAX device(s)"
+    return f"{len(devs)} x {kind}" + (f", {jax.process_count()} hosts" if jax.process_count() > 1 else "")
+
+
+def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``data`` over all (or the given) devices."""
+    devs = np.asarray(devices if devices is not None else jax.devices())
+    return Mesh(devs, ("data",))
+
+
+def batch_indices(n: int, batch_size: int, step: int, *, seed: int) -> np.ndarray:
+    """Example indices of the batch at global `step`: a fresh permutation each epoch,
+    a pure function of (seed, epoch), so resuming at any step replays the same batches."""
+    if batch_size > n:
+        raise ConfigError(f"batch_size {batch_size} exceeds the {n} training examples")
+    per_epoch = n // batch_size
+    epoch, i = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[i * batch_size : (i + 1) * batch_size]
+
+
+def _num_examples(data: PyTree[np.ndarray]) -> int:
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ConfigError("training data is empty")
+    n = leaves[0].shape[0]
+    if any(x.shape[0] != n for x in leaves):
+        raise ConfigError(f"training arrays disagree on the number of examples: {[x.shape for x in leaves]}")
+    return n
+
+
+def _global_batch(data: PyTree[np.ndarray], idx: np.ndarray, sharding: NamedSharding) -> PyTree[jax.Array]:
+    # Each host holds its slice of the global batch; single-process this is the batch.
+    nproc, pid = jax.process_count(), jax.process_index()
+    local = idx.reshape(nproc, -1)[pid]
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x[local])), data
+    )
+
+
+def _make_step(optimizer: optax.GradientTransformation) -> Callable:
+    @eqx.filter_jit(donate="all-except-first")
+    def step(key, model, opt_state, state, batch):
+        def loss_fn(m):
+            return m.loss(batch, state, key=key)
+
+        (loss, (new_state, metrics)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        model = eqx.apply_updates(model, updates)
+        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        return model, opt_state, new_state, metrics
+
+    return step
+
+
+class _Checkpoints:
+    """Orbax `CheckpointManager` over the full training state, flattened to leaves."""
+
+    def __init__(self, directory: Path, keep: int) -> None:
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = directory.absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, tree: PyTree, meta: dict[str, Any]) -> None:
+        leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+        items = {f"{i:05d}": x for i, x in enumerate(leaves)}
+        self.manager.save(
+            step,
+            args=self._ocp.args.Composite(
+                state=self._ocp.args.StandardSave(items), meta=self._ocp.args.JsonSave(meta)
+            ),
+        )
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, template: PyTree) -> tuple[PyTree, dict[str, Any]]:
+        params, static = eqx.partition(template, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        abstract = {
+            f"{i:05d}": jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding) for i, x in enumerate(leaves)
+        }
+        try:
+            out = self.manager.restore(
+                step,
+                args=self._ocp.args.Composite(
+                    state=self._ocp.args.StandardRestore(abstract), meta=self._ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:
+            raise CheckpointError(
+                f"cannot resume from {self.directory}/{step}: {type(e).__name__}: {e}. "
+                "The training state does not match this model/optimiser; use a fresh workdir."
+            ) from e
+        values = [out.state[f"{i:05d}"] for i in range(len(leaves))]
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static), dict(out.meta)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def fit(
+    model: AbstractModel,
+    data: PyTree[np.ndarray],
+    config: TrainConfig,
+    *,
+    key: PRNGKeyArray,
+    workdir: str | os.PathLike | None = None,
+    ema: AbstractModel | None = None,
+    mesh: Mesh | None = None,
+    progress: bool | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train `model` on `data` (a pytree of arrays with a shared leading axis).
+
+    **Arguments:**
+
+    - `model`: a freshly built model (training from scratch) or a loaded one (fine-tuning).
+    - `data`: numpy arrays; batches of ``config.batch_size`` are drawn each step.
+    - `config`: a `TrainConfig`.
+    - `key`: PRNG key; step ``t`` uses ``fold_in(key, t)``.
+    - `workdir`: where to write ``metrics.jsonl`` and Orbax checkpoints of the training
+      state every ``config.checkpoint_every`` steps. If it already holds a checkpoint
+      of this run, training resumes from the latest one.
+    - `ema`: initial EMA weights (e.g. a loaded checkpoint's), else the model's.
+    - `mesh`: device mesh with a ``data`` axis (default: all devices).
+    - `progress`: progress bar (default: when stderr is a terminal).
+    - `callback`: called as ``callback(step, metrics)`` at every log step.
+    """
+    t_start = time.perf_counter()
+    n = _num_examples(data)
+    mesh = mesh if mesh is not None else data_mesh()
+    ndev = mesh.devices.size
+    if config.batch_size % ndev:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is not divisible by the {ndev} devices; use a multiple of {ndev}"
+        )
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+    optimizer = make_optimizer(config)
+    key_state, key_steps = jax.random.split(key)
+
+    model = eqx.filter_shard(model, replicated)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    opt_state = optimizer.init(params)
+    if ema is not None and config.ema_decay is not None:
+        ema_init = eqx.filter(ema, eqx.is_inexact_array)
+        opt_state = jax.tree.map(lambda x: x, opt_state)
+        opt_state = opt_state[:-1] + (type(opt_state[-1])(ema=ema_init),)
+    opt_state = eqx.filter_shard(opt_state, replicated)
+    state = model.init_state(data, key=key_state)
+    state = eqx.filter_shard(state, replicated) if state is not None else None
+
+    start = 0
+    history: list[dict[str, float]] = []
+    ckpts = None
+    log_file = None
+    run_meta = {"train_config": config.to_dict(), "num_examples": n}
+    if workdir is not None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ckpts = _Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
+        latest = ckpts.latest()
+        if latest is not None:
+            (model, opt_state, state), meta = ckpts.restore(latest, (model, opt_state, state))
+            _check_resume(meta, run_meta, workdir)
+            start = latest
+        log_file = open(workdir / "metrics.jsonl", "a")
+
+    step_fn = _make_step(optimizer)
+    bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
+    sums: dict[str, Any] = {}
+    count = 0
+    t_log = time.perf_counter()
+    try:
+        for step in range(start, config.steps):
+            idx = batch_indices(n, config.batch_size, step, seed=config.seed)
+            batch = _global_batch(data, idx, batch_sharding)
+            k = jax.random.fold_in(key_steps, step)
+            model, opt_state, state, metrics = step_fn(k, model, opt_state, state, batch)
+            sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
+            count += 1
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                row = {"step": done, **{k: float(v) / count for k, v in sums.items()}}
+                row["steps_per_s"] = count / max(now - t_log, 1e-9)
+                history.append(row)
+                if log_file is not None:
+                    log_file.write(json.dumps(row) + "\n")
+                    log_file.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+                if callback is not None:
+                    callback(done, row)
+                sums, count, t_log = {}, 0, now
+            if bar is not None:
+                bar.update(1)
+            if ckpts is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+                ckpts.save(done, (model, opt_state, state), run_meta)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log_file is not None:
+            log_file.close()
+        if ckpts is not None:
+            ckpts.close()
+
+    ema_params_tree = get_ema(opt_state)
+    ema_model = None
+    if ema_params_tree is not None:
+        ema_model = eqx.combine(ema_params_tree, eqx.filter(model, eqx.is_inexact_array, inverse=True))
+    info = {
+        "steps": config.steps,
+        "hardware": hardware(),
+        "wall_time_s": round(time.perf_counter() - t_start, 1),
+        "resumed_from": start,
+        "train_config": config.to_dict(),
+    }
+    return TrainResult(model=model, ema=ema_model, state=state, step=config.steps, history=history, info=info)
+
+
+def _check_resume(saved: dict[str, Any], current: dict[str, Any], workdir: Path) -> None:
+    a, b = dict(saved["train_config"]), dict(current["train_config"])
+    a.pop("steps", None), b.pop("steps", None)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if changed or saved.get("num_examples") != current["num_examples"]:
+        what = changed or ["the training data"]
+        raise ConfigError(
+            f"{workdir} holds a run with different settings ({', '.join(what)}); resume with the same "
+            "settings (only `steps` may grow) or use a fresh workdir"
+        )
