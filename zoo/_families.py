@@ -6,7 +6,7 @@ import importlib
 
 # One entry per family package. Importing a family registers its config types,
 # training presets and pretrained model names.
-FAMILY_MODULES: tuple[str, ...] = ("zoo.toy",)
+FAMILY_MODULES: tuple[str, ...] = ("zoo.toy", "zoo.classifier", "zoo.dvae", "zoo.ncsn")
 
 _imported = False
 

@@ -13,6 +13,7 @@ shape this module:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pathlib
@@ -44,9 +45,9 @@ _CONFIG_FILE = "config.json"
 _WEIGHTS_DIR = "weights"
 _CARD_FILE = "README.md"
 _IMAGE_DATASETS = frozenset(
-    {"mnist", "fashion-mnist", "fashion_mnist", "emnist", "kmnist", "cifar10", "cifar-10", "cifar100", "cifar-100",
-     "svhn", "celeba", "celeba-hq", "lsun", "ffhq", "imagenet", "stl10", "afhq"}
-)  # fmt: skip
+    "mnist fashion-mnist fashion_mnist emnist kmnist cifar10 cifar-10 cifar100 cifar-100 svhn celeba celeba-hq lsun "
+    "ffhq imagenet stl10 afhq".split()
+)
 _IMAGE_TASK = "unconditional-image-generation"
 _OTHER_TASK = "other"
 
@@ -179,6 +180,23 @@ def _resolve_token(token: str | None) -> str | None:
     return token or os.environ.get("HF_TOKEN") or None
 
 
+def _quiet_progress() -> bool:
+    """``ZOO_PROGRESS=0`` turns zoo's progress bars off, the download bars included."""
+    return os.environ.get("ZOO_PROGRESS", "").strip().lower() in ("0", "false", "no", "off")
+
+
+def _silent_tqdm() -> type:
+    from tqdm.auto import tqdm
+
+    class SilentTqdm(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("name", None)
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return SilentTqdm
+
+
 def _library_version() -> str:
     from ._version import __version__
 
@@ -206,9 +224,19 @@ def _find(error: BaseException, types: type[BaseException] | tuple[type[BaseExce
 
 
 def _connection_error_types() -> tuple[type[BaseException], ...]:
-    import httpx2  # huggingface_hub's HTTP client
-
-    return (httpx2.TransportError, ConnectionError, TimeoutError)
+    """Network failures, across the HTTP clients `huggingface_hub` versions use (httpx2, httpx, requests)."""
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, names in (
+        ("httpx2", ("TransportError",)),
+        ("httpx", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            continue
+        types.extend(getattr(imported, name) for name in names if hasattr(imported, name))
+    return tuple(types)
 
 
 def _status(error: BaseException) -> int | None:
@@ -234,16 +262,17 @@ def _http_error(error: BaseException, *, endpoint: str, what: str, write: bool) 
 def _download_error(
     error: BaseException, *, uri: str, endpoint: str, offline: str | None, cache_dir: pathlib.Path | None
 ) -> HubError:
-    from huggingface_hub import constants
+    from huggingface_hub import constants, errors
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
-        IncompleteSnapshotError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    incomplete_snapshot = getattr(errors, "IncompleteSnapshotError", ())  # huggingface_hub >= 2.x
 
     repo_id, revision = parse_hf_uri(uri)
     cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
@@ -263,7 +292,7 @@ def _download_error(
             f"Hub repository {repo_id!r} not found at {endpoint} (or it is private and the token cannot read it); "
             "check the name, or set HF_TOKEN to a token with access"
         )
-    if isinstance(error, IncompleteSnapshotError):
+    if isinstance(error, incomplete_snapshot):
         return HubError(
             f"the cached copy of {uri} in {cache} is incomplete and the Hub cannot be reached or offline mode is on; "
             f"run `zoo download {uri}` while online to complete it"
@@ -344,6 +373,7 @@ def download(
             token=_resolve_token(token),
             library_name="zoo",
             library_version=_library_version(),
+            tqdm_class=_silent_tqdm() if _quiet_progress() else None,
         )
     except Exception as e:
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
@@ -426,7 +456,6 @@ def _eval_results(meta: dict[str, Any], task: str) -> list[Any]:
                 dataset_split=str(m["split"]) if m.get("split") else None,
                 metric_type=str(m["name"]),
                 metric_value=_number(m["value"]),
-                metric_name=str(m["name"]),
             )
         )
     return results
@@ -529,11 +558,11 @@ def build_card(meta: dict[str, Any], body: str | None = None, *, repo_id: str | 
 def _read_checkpoint(folder: pathlib.Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise HubError(f"cannot push {folder}: it is not a folder; pass a checkpoint folder written by zoo.save")
-    missing = [
-        shown
-        for shown, ok in ((_CONFIG_FILE, (folder / _CONFIG_FILE).is_file()), (f"{_WEIGHTS_DIR}/", (folder / _WEIGHTS_DIR).is_dir()))
-        if not ok
-    ]  # fmt: skip
+    missing = []
+    if not (folder / _CONFIG_FILE).is_file():
+        missing.append(_CONFIG_FILE)
+    if not (folder / _WEIGHTS_DIR).is_dir():
+        missing.append(f"{_WEIGHTS_DIR}/")
     if missing:
         raise HubError(
             f"cannot push {folder}: it is not a zoo checkpoint, {' and '.join(missing)} "
@@ -542,7 +571,9 @@ def _read_checkpoint(folder: pathlib.Path) -> dict[str, Any]:
     try:
         meta = json.loads((folder / _CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HubError(f"cannot push {folder}: {_CONFIG_FILE} is not readable JSON ({e}); re-save the checkpoint") from e
+        raise HubError(
+            f"cannot push {folder}: {_CONFIG_FILE} is not readable JSON ({e}); re-save the checkpoint"
+        ) from e
     if not isinstance(meta, dict):
         raise HubError(f"cannot push {folder}: {_CONFIG_FILE} must hold a JSON object; re-save the checkpoint")
     return meta

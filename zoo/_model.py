@@ -37,6 +37,11 @@ class AbstractModel(eqx.Module):
 
     config: eqx.AbstractVar[AbstractConfig]
 
+    def prepare_data(self, dataset: Any) -> PyTree[np.ndarray]:
+        """The arrays `loss`/`evaluate` take, from a `zoo.data.Dataset` (default: ``dataset.x``;
+        e.g. a classifier returns ``(x, y)``). Used by the CLI and scripts."""
+        return dataset.x
+
     def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> PyTree:
         """Auxiliary training state (e.g. a replay buffer); `None` by default."""
         del data, key

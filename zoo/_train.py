@@ -11,6 +11,7 @@ keys an uninterrupted run would, so both end with the same weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -150,7 +151,18 @@ def _global_batch(data: PyTree[np.ndarray], idx: np.ndarray, sharding: NamedShar
     )
 
 
-def _make_step(optimizer: optax.GradientTransformation) -> Callable:
+def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    # Always a copy: the step donates its inputs, which must never be the caller's arrays
+    # (nor two leaves sharing one buffer).
+    # (device_put alone may reuse the source buffer as one shard of the result.)
+    return jax.tree.map(lambda x: jax.device_put(jnp.copy(x), sharding) if eqx.is_array(x) else x, tree)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_step(config: TrainConfig) -> Callable:
+    # Cached on the (hashable) config so repeated `fit` calls reuse the compiled step.
+    optimizer = make_optimizer(config)
+
     @eqx.filter_jit(donate="all-except-first")
     def step(key, model, opt_state, state, batch):
         def loss_fn(m):
@@ -160,7 +172,7 @@ def _make_step(optimizer: optax.GradientTransformation) -> Callable:
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         model = eqx.apply_updates(model, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return model, opt_state, new_state, metrics
 
     return step
@@ -258,16 +270,14 @@ def fit(
     optimizer = make_optimizer(config)
     key_state, key_steps = jax.random.split(key)
 
-    model = eqx.filter_shard(model, replicated)
+    model = _place(model, replicated)
     params = eqx.filter(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
     if ema is not None and config.ema_decay is not None:
         ema_init = eqx.filter(ema, eqx.is_inexact_array)
-        opt_state = jax.tree.map(lambda x: x, opt_state)
         opt_state = opt_state[:-1] + (type(opt_state[-1])(ema=ema_init),)
-    opt_state = eqx.filter_shard(opt_state, replicated)
-    state = model.init_state(data, key=key_state)
-    state = eqx.filter_shard(state, replicated) if state is not None else None
+    opt_state = _place(opt_state, replicated)
+    state = _place(model.init_state(data, key=key_state), replicated)
 
     start = 0
     history: list[dict[str, float]] = []
@@ -285,7 +295,7 @@ def fit(
             start = latest
         log_file = open(workdir / "metrics.jsonl", "a")
 
-    step_fn = _make_step(optimizer)
+    step_fn = _make_step(config)
     bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
     sums: dict[str, Any] = {}
     count = 0

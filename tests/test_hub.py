@@ -1,0 +1,374 @@
+"""`zoo._hub` against the real `huggingface_hub` client and a local Hub-compatible server (no internet)."""
+
+import itertools
+import json
+import pathlib
+import re
+import shutil
+import socket
+
+import pytest
+import yaml
+from hub_server import GITATTRIBUTES, HubServer
+from huggingface_hub import ModelCard, ModelCardData, constants as hf_constants
+
+from zoo._errors import HubError
+from zoo._hub import build_card, download, hub_endpoint, parse_hf_uri, push
+
+
+TOKEN = "dummy"
+_repo_numbers = itertools.count()
+
+if hf_constants.HF_HUB_OFFLINE:  # the client would refuse every request, whatever we pass
+    pytest.skip("HF_HUB_OFFLINE was set when huggingface_hub was imported", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def hub_env(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "zoo-cache"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("ZOO_PROGRESS", "0")
+    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    # With telemetry on, the client's user agent asks huggingface.co for a registry of AI agents.
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+
+
+@pytest.fixture
+def repo_id():
+    return f"zoo-tests/toy-{next(_repo_numbers)}"
+
+
+META = {
+    "format_version": 1,
+    "zoo_version": "0.1.0",
+    "family": "toy",
+    "config_type": "toy.ToyScoreConfig",
+    "config": {"dim": 2, "width": 16},
+    "name": "toy-gmm",
+    "has_ema": True,
+    "training": {
+        "steps": 1000,
+        "dataset": "toy-gmm",
+        "hardware": "2-core CPU",
+        "wall_time_s": 12.3,
+        "command": "zoo train toy-gmm --steps 1000",
+    },
+    "metrics": [
+        {
+            "name": "test_dsm_loss",
+            "value": 1.23,
+            "dataset": "toy-gmm",
+            "split": "test",
+            "command": "zoo evaluate toy-gmm",
+        },
+        {"name": "test_nll", "value": 2.5, "dataset": "toy-gmm", "split": "test", "command": "zoo evaluate --nll"},
+    ],
+    "card": {"license": "mit", "tags": ["score-based"], "summary": "A score model of a 2D Gaussian mixture."},
+}
+
+
+def make_checkpoint(folder: pathlib.Path, *, seed: int = 0, readme: str | None = "# toy-gmm\n\nHand-written.\n"):
+    """A fake checkpoint: config.json, an Orbax-like weights/ tree of binary files, README.md."""
+    weights = folder / "weights"
+    (weights / "ocdbt.process_0" / "d").mkdir(parents=True)
+    (weights / "_METADATA").write_bytes(b'{"tree": "meta"}\x00' + bytes([seed]))
+    (weights / "manifest.ocdbt").write_bytes(bytes(range(256)) * 3 + bytes([seed]))
+    (weights / "ocdbt.process_0" / "manifest.ocdbt").write_bytes(b"\x00\xff" * 100 + bytes([seed]))
+    (weights / "ocdbt.process_0" / "d" / "4f1c2a9e0b7d4e3f8a6b5c4d3e2f1a0b").write_bytes(
+        bytes((i * 31 + seed) % 256 for i in range(5000))
+    )
+    (folder / "config.json").write_text(json.dumps(META, indent=2) + "\n")
+    if readme is not None:
+        (folder / "README.md").write_text(readme)
+    return folder
+
+
+def files_of(folder: pathlib.Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def state_of(folder: pathlib.Path) -> dict[str, tuple[bytes | None, int]]:
+    """Every entry under `folder`: content (None for folders) and modification time."""
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+    }
+
+
+def front_matter(text: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+    assert match, text[:200]
+    return yaml.safe_load(match.group(1))
+
+
+# ------------------------------------------------------------------------------------------- URIs
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("hf://org/repo", ("org/repo", None)),
+        ("hf://org/repo@main", ("org/repo", "main")),
+        ("hf://my-org/my_repo.v2@v1.0", ("my-org/my_repo.v2", "v1.0")),
+        ("hf://org/repo@" + "0123456789abcdef" * 2 + "01234567", ("org/repo", "0123456789abcdef" * 2 + "01234567")),
+        ("hf://org/repo@refs/pr/1", ("org/repo", "refs/pr/1")),
+    ],
+)
+def test_parse_hf_uri(uri, expected):
+    assert parse_hf_uri(uri) == expected
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "org/repo",
+        "https://huggingface.co/org/repo",
+        "hf://",
+        "hf://repo",
+        "hf://org/",
+        "hf:///repo",
+        "hf://org/repo/extra",
+        "hf://org/repo@",
+        "hf://org/repo@a@b",
+        "hf://org/repo@bad rev",
+        "hf://org/re po",
+        "hf://org/-repo",
+        "hf://org/re..po",
+        "hf://org/repo.git",
+        "hf://org/" + "x" * 97,
+    ],
+)
+def test_parse_hf_uri_rejects(uri):
+    with pytest.raises(HubError, match=r"hf://ORG/REPO or hf://ORG/REPO@REVISION"):
+        parse_hf_uri(uri)
+
+
+def test_hub_endpoint(monkeypatch):
+    monkeypatch.delenv("ZOO_HF_ENDPOINT")
+    assert hub_endpoint() == "https://huggingface.co"
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example/")
+    assert hub_endpoint() == "http://mirror.example"
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", "http://zoo.example")
+    assert hub_endpoint() == "http://zoo.example"
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", "not a url")
+    with pytest.raises(HubError, match="ZOO_HF_ENDPOINT"):
+        hub_endpoint()
+
+
+# ------------------------------------------------------------------------------------ push + download
+
+
+def test_push_then_download_is_byte_identical(hub, repo_id, tmp_path):
+    source = make_checkpoint(tmp_path / "ckpt")
+    sha = push(source, repo_id)
+    assert re.fullmatch(r"[0-9a-f]{40}", sha) and sha == hub.head(repo_id)
+
+    local = download(repo_id)
+    assert local.name == sha and local.is_relative_to(tmp_path / "zoo-cache" / "hub")
+    got, sent = files_of(local), files_of(source)
+    assert set(got) == set(sent) | {".gitattributes"} and got[".gitattributes"] == GITATTRIBUTES
+    for path in sent.keys() - {"README.md"}:
+        assert got[path] == sent[path], path
+    # The uploaded card: regenerated front matter, the hand-written body kept.
+    card = ModelCard(got["README.md"].decode())
+    assert card.data.library_name == "zoo" and card.text.strip() == "# toy-gmm\n\nHand-written."
+
+
+def test_push_twice_then_pin_first_sha(hub, repo_id, tmp_path):
+    first, second = make_checkpoint(tmp_path / "v1", seed=1), make_checkpoint(tmp_path / "v2", seed=2)
+    sha1 = push(first, repo_id)
+    sha2 = push(second, repo_id, commit_message="second")
+    assert sha1 != sha2 and hub.head(repo_id) == sha2
+
+    weights = "weights/ocdbt.process_0/d/4f1c2a9e0b7d4e3f8a6b5c4d3e2f1a0b"
+    assert files_of(download(repo_id))[weights] == (second / weights).read_bytes()
+    pinned = download(repo_id, sha1)
+    assert pinned.name == sha1
+    assert {p: c for p, c in files_of(pinned).items() if p.startswith("weights/")} == {
+        p: c for p, c in files_of(first).items() if p.startswith("weights/")
+    }
+    assert download(f"hf://{repo_id}@{sha1}") == pinned
+
+
+def test_push_to_branch(hub, repo_id, tmp_path):
+    push(make_checkpoint(tmp_path / "v1", seed=1), repo_id)
+    sha = push(make_checkpoint(tmp_path / "v2", seed=2), repo_id, revision="ema-only")
+    assert hub.head(repo_id, "ema-only") == sha != hub.head(repo_id, "main")
+    assert download(repo_id, "ema-only").name == sha
+
+
+@pytest.mark.parametrize("how", ["argument", "HF_HUB_OFFLINE", "ZOO_OFFLINE"])
+def test_offline_download_uses_cache_and_no_network(hub, repo_id, tmp_path, monkeypatch, how):
+    push(make_checkpoint(tmp_path / "ckpt"), repo_id)
+    online = download(repo_id)
+    hub.clear_log()
+    if how == "argument":
+        offline = download(repo_id, offline=True)
+    else:
+        monkeypatch.setenv(how, "1")
+        offline = download(repo_id)
+    assert offline == online
+    assert files_of(offline) == files_of(online)
+    assert hub.requests == []
+
+
+def test_offline_with_empty_cache(hub, repo_id, monkeypatch):
+    hub.clear_log()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError, match="offline") as info:
+        download(repo_id, "v2")
+    message = str(info.value)
+    assert f"zoo download hf://{repo_id}@v2" in message and "HF_HUB_OFFLINE" in message
+    assert hub.requests == []
+
+
+def test_missing_repo(repo_id):
+    with pytest.raises(HubError, match=rf"'{repo_id}' not found") as info:
+        download(repo_id)
+    assert "HF_TOKEN" in str(info.value)
+
+
+@pytest.mark.parametrize("revision", ["no-such-branch", "0" * 40])
+def test_missing_revision(repo_id, tmp_path, revision):
+    push(make_checkpoint(tmp_path / "ckpt"), repo_id)
+    with pytest.raises(HubError, match=rf"revision '{revision}' not found in Hub repository '{repo_id}'"):
+        download(repo_id, revision)
+
+
+def test_unreachable_endpoint(repo_id, monkeypatch):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(HubError, match=rf"cannot reach http://127.0.0.1:{port}.*HF_HUB_OFFLINE=1"):
+        download(repo_id)
+
+
+def test_push_without_create_to_missing_repo(repo_id, tmp_path):
+    with pytest.raises(HubError, match=rf"'{repo_id}' not found.*create=True"):
+        push(make_checkpoint(tmp_path / "ckpt"), repo_id, create=False)
+
+
+def test_wrong_token_is_refused(repo_id, tmp_path):
+    with pytest.raises(HubError, match="HF_TOKEN"):
+        push(make_checkpoint(tmp_path / "ckpt"), repo_id, token="not-the-token")
+
+
+# -------------------------------------------------------------------------------------------- push
+
+
+@pytest.mark.parametrize("missing", ["config.json", "weights"])
+def test_push_refuses_non_checkpoint(hub, repo_id, tmp_path, missing):
+    folder = make_checkpoint(tmp_path / "ckpt")
+    target = folder / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    hub.clear_log()
+    with pytest.raises(HubError, match=rf"not a zoo checkpoint, {missing}/? is missing"):
+        push(folder, repo_id)
+    assert hub.requests == []
+    assert repo_id not in hub.repos
+
+
+def test_push_never_modifies_source(repo_id, tmp_path):
+    folder = make_checkpoint(tmp_path / "ckpt", readme="---\nlicense: apache-2.0\n---\n# old card\n")
+    before = state_of(folder)
+    push(folder, repo_id)
+    assert state_of(folder) == before
+    assert (folder / "README.md").read_text() == "---\nlicense: apache-2.0\n---\n# old card\n"
+
+
+def test_push_regenerates_a_generated_card_with_the_hub_uri(repo_id, tmp_path):
+    folder = make_checkpoint(tmp_path / "ckpt", readme=str(build_card(META)))
+    push(folder, repo_id)
+    text = (download(repo_id) / "README.md").read_text()
+    assert f'zoo.load("hf://{repo_id}")' in text
+    folder_without_card = make_checkpoint(tmp_path / "bare", readme=None)
+    push(folder_without_card, repo_id)
+    assert f'zoo.load("hf://{repo_id}")' in (download(repo_id) / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ server
+
+
+def test_server_speaks_the_client_api(hub, repo_id, tmp_path):
+    """The routes `HubServer` offers besides those `download`/`push` use, through the real client."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    assert api.whoami()["name"] == "zoo-test"
+    assert api.create_repo(repo_id, private=True).repo_id == repo_id
+    sha = hub.commit(repo_id, {"a/b/c.bin": b"123", "x.txt": b"hello"})
+    assert api.list_repo_files(repo_id) == [".gitattributes", "a/b/c.bin", "x.txt"]
+    assert [e.path for e in api.list_repo_tree(repo_id)] == ["a", ".gitattributes", "x.txt"]
+    [info] = api.get_paths_info(repo_id, ["x.txt", "missing"])
+    assert info.blob_id == "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"  # git's blob id of b"hello"
+    assert [b.target_commit for b in api.list_repo_refs(repo_id).branches] == [sha]
+    assert [c.commit_id for c in api.list_repo_commits(repo_id)][0] == sha
+    assert api.model_info(repo_id).private is True
+    path = hf_hub_download(repo_id, "a/b/c.bin", endpoint=hub.url, token=TOKEN, cache_dir=tmp_path)
+    assert pathlib.Path(path).read_bytes() == b"123"
+    with pytest.raises(RepositoryNotFoundError):  # private, and no token
+        HfApi(endpoint=hub.url, token=False).model_info(repo_id)
+    api.create_branch(repo_id, branch="dev")
+    operations = [CommitOperationAdd("new.txt", b"n"), CommitOperationDelete("a/")]
+    api.create_commit(repo_id, operations, commit_message="edit", revision="dev")
+    assert api.list_repo_files(repo_id, revision="dev") == [".gitattributes", "new.txt", "x.txt"]
+    api.delete_repo(repo_id)
+    assert repo_id not in hub.repos
+
+
+# -------------------------------------------------------------------------------------------- card
+
+
+def test_build_card_metadata():
+    card = build_card(META, repo_id="zoo-org/toy-gmm")
+    text = str(card)
+    metadata = front_matter(text)
+    assert metadata["library_name"] == "zoo" and metadata["license"] == "mit"
+    assert metadata["tags"] == ["zoo", "toy", "score-based"]
+    [index] = metadata["model-index"]
+    assert index["name"] == "toy-gmm"
+
+    # Parseable back by huggingface_hub, as the Hub does.
+    data = ModelCard(text).data
+    assert isinstance(data, ModelCardData) and data.library_name == "zoo"
+    assert ModelCardData(**metadata).to_dict() == data.to_dict()
+    results = {r.metric_type: r for r in data.eval_results}
+    assert set(results) == {"test_dsm_loss", "test_nll"}
+    dsm = results["test_dsm_loss"]
+    assert (dsm.metric_value, dsm.dataset_type, dsm.dataset_name) == (1.23, "toy-gmm", "toy-gmm")
+    assert (dsm.dataset_split, dsm.task_type) == ("test", "other")
+
+    # The generated body: summary, how to load, training facts, metrics with their commands.
+    body = card.text
+    assert "A score model of a 2D Gaussian mixture." in body
+    assert 'zoo.load("hf://zoo-org/toy-gmm")' in body
+    assert "| Steps | 1000 |" in body and "zoo train toy-gmm --steps 1000" in body
+    assert "| test_dsm_loss | 1.23 | toy-gmm | test | `zoo evaluate toy-gmm` |" in body
+
+
+def test_build_card_image_task_and_given_body():
+    meta = {
+        **META,
+        "family": "ncsn",
+        "name": "ncsn-mnist",
+        "card": {"datasets": ["mnist"], "license": "mit"},
+        "training": {**META["training"], "dataset": "mnist"},
+        "metrics": [{"name": "fid", "value": 12.5, "dataset": "mnist", "split": "test"}],
+    }
+    card = build_card(meta, "---\nlicense: apache-2.0\nlibrary_name: other\n---\n# Custom body\n")
+    assert card.text.strip() == "# Custom body"
+    assert card.data.license == "mit" and card.data.library_name == "zoo" and card.data.datasets == ["mnist"]
+    assert card.data.pipeline_tag == "unconditional-image-generation"
+    [result] = card.data.eval_results
+    assert result.task_type == "unconditional-image-generation"
+    assert (result.metric_type, result.metric_value) == ("fid", 12.5)

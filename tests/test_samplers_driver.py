@@ -1,0 +1,60 @@
+"""The shared sampler driver `zoo.samplers.run` and the Langevin sampler."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo import samplers
+
+
+class Counter(samplers.AbstractSampler):
+    """x <- x + 1; info reports x, so averages are checkable exactly."""
+
+    def init(self, target, x):
+        return jnp.zeros((), jnp.int32)
+
+    def step(self, target, x, state, *, key):
+        return x + 1.0, state + 1, {"x": x + 1.0}
+
+
+def test_burn_in_thin_and_info_average(getkey):
+    res = jax.jit(lambda k: samplers.run(Counter(), None, jnp.zeros(()), num_steps=6, burn_in=3, thin=2, save=True,
+                                          key=k))(getkey())
+    np.testing.assert_array_equal(res.samples, [5.0, 7.0, 9.0])
+    assert float(res.final) == 9.0
+    assert float(res.info["x"]) == pytest.approx(np.mean([4, 5, 6, 7, 8, 9]))
+
+
+def test_batched_layout(getkey):
+    x0 = jnp.arange(3.0)
+    res = samplers.run(Counter(), None, x0, num_steps=4, thin=2, save=True, batched=True, key=getkey())
+    assert res.samples.shape == (2, 3)  # (saved, chains)
+    np.testing.assert_array_equal(res.samples[-1], x0 + 4)
+    assert res.info["x"].shape == (3,)
+
+
+def test_bad_arguments(getkey):
+    with pytest.raises(ValueError, match="multiple of thin"):
+        samplers.run(Counter(), None, jnp.zeros(()), num_steps=5, thin=2, key=getkey())
+
+
+def test_langevin_stationary_gaussian(getkey):
+    # ULA on N(0, 1) with step h has the exact stationary law N(0, 1 / (1 - h / 2)).
+    h, n = 0.2, 4000
+    sampler = samplers.Langevin(h)
+    res = jax.jit(lambda k: samplers.run(sampler, lambda x: -x, jnp.zeros((n,)), num_steps=100, burn_in=100,
+                                         key=k, batched=True))(getkey())
+    x = np.asarray(res.final)
+    var = 1 / (1 - h / 2)
+    assert abs(x.mean()) < 4 * np.sqrt(var / n)
+    # Var of the sample variance of n normals is 2 var^2 / (n - 1).
+    assert abs(x.var() - var) < 4 * np.sqrt(2 * var**2 / (n - 1))
+
+
+def test_progress_bar_inside_jit(getkey, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_PROGRESS", "1")
+    res = jax.jit(lambda k: samplers.run(Counter(), None, jnp.zeros((2,)), num_steps=4, batched=True, progress=True,
+                                         key=k))(getkey())
+    jax.block_until_ready(res.final)
+    assert "Counter" in capsys.readouterr().err

@@ -1,0 +1,269 @@
+"""The ``zoo`` command line: list, info, download, sample, train, evaluate, push."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import ZooError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ._registry import bundled_path, list_models, list_presets, model_info
+    from ._table import model_rows
+
+    if args.presets:
+        from ._registry import get_preset
+
+        for name in list_presets(args.pattern):
+            p = get_preset(name)
+            print(f"{name:28s} {p.dataset:18s} {p.summary}")
+        return 0
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    rows = model_rows(names)
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    del bundled_path, model_info
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ._checkpoint import read_meta
+    from ._load import resolve
+
+    path = resolve(args.name, offline=args.offline)
+    meta = read_meta(path)
+    out = {k: meta.get(k) for k in ("name", "family", "config_type", "config", "num_params", "has_ema", "training",
+                                     "metrics", "card")}
+    out["path"] = str(path)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from ._load import resolve
+
+    print(resolve(args.name, offline=False))
+    return 0
+
+
+def _key(seed: int) -> Any:
+    import jax
+
+    return jax.random.key(seed)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import equinox as eqx
+    import numpy as np
+
+    from ._images import save_grid
+    from ._load import load
+
+    model = load(args.name, weights=args.weights, offline=args.offline)
+    t = time.perf_counter()
+    print(f"sampling {args.n} from {args.name} ({type(model).__name__})...", file=sys.stderr)
+    samples = eqx.filter_jit(lambda m, k: m.sample(args.n, key=k))(model, _key(args.seed))
+    samples = np.asarray(samples)
+    print(f"done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    if args.npz:
+        np.savez_compressed(args.npz, samples=samples)
+    save_grid(model.to_images(samples), args.output, nrow=args.nrow)
+    print(args.output)
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ZooError(f"--set takes KEY=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k] = _parse_value(v)
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from . import data as zdata
+    from ._checkpoint import save
+    from ._load import load_bundle
+    from ._registry import get_preset
+
+    preset = get_preset(args.preset)
+    config = preset.config
+    model_overrides = _overrides(args.set)
+    if model_overrides:
+        config = dataclasses.replace(config, **model_overrides)
+    train = preset.train
+    changes = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
+                                  "learning_rate": args.lr, "seed": args.seed}.items() if v is not None}
+    train = train.replace(**changes)
+    ema = None
+    if args.init_from:
+        bundle = load_bundle(args.init_from)
+        model, ema = bundle.model, bundle.ema
+        if type(bundle.config) is not type(config):
+            raise ZooError(f"{args.init_from} is a {type(bundle.config).__name__}, preset {args.preset} "
+                           f"trains a {type(config).__name__}")
+    else:
+        model = config.build(key=_key(args.seed or 0))
+    dataset = zdata.load(preset.dataset, preset.split)
+    data = model.prepare_data(dataset)
+    workdir = Path(args.workdir or f"runs/{args.preset.replace('/', '-')}")
+    result = model.train(data, train, key=_key(1000 + (args.seed or 0)), workdir=workdir, ema=ema,
+                         progress=None)
+    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = Path(args.out or workdir / "model")
+    training = {**result.info, "dataset": preset.dataset, "preset": args.preset, "command": command}
+    if args.init_from:
+        training["fine_tuned_from"] = args.init_from
+    save(result.model, out, ema=result.ema, name=out.name, training=training, overwrite=True,
+         card={"summary": preset.summary, "datasets": [preset.dataset]})
+    if result.history:
+        print(json.dumps(result.history[-1]))
+    print(out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import data as zdata
+    from ._checkpoint import annotate
+    from ._load import load_bundle
+
+    bundle = load_bundle(args.name, offline=args.offline)
+    model = bundle.ema if (bundle.ema is not None and args.weights != "raw") else bundle.model
+    dataset_name = args.dataset or bundle.meta.get("training", {}).get("dataset")
+    if not dataset_name:
+        raise ZooError(f"{args.name} does not record its data set; pass --dataset NAME")
+    dataset = zdata.load(dataset_name, args.split)
+    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results: dict[str, float] = {}
+    if "fid" in args.metric or "kid" in args.metric:
+        from . import metrics
+
+        results.update(metrics.evaluate_images(model, dataset, n=args.n, key=_key(args.seed),
+                                               metrics=[m for m in args.metric if m in ("fid", "kid")]))
+    if "default" in args.metric:
+        data = model.prepare_data(dataset)
+        if args.n is not None:
+            data = __import__("jax").tree.map(lambda x: x[: args.n], data)
+        results.update({k: float(v) for k, v in model.evaluate(data, key=_key(args.seed)).items()})
+    print(json.dumps(results, indent=2))
+    if args.record:
+        recs = [{"name": k, "value": v, "dataset": dataset_name, "split": args.split, "command": command}
+                for k, v in results.items() if np.isfinite(v)]
+        annotate(bundle.path, metrics=recs)
+        print(f"recorded in {bundle.path}/config.json", file=sys.stderr)
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from ._hub import push
+    from ._load import resolve
+
+    sha = push(resolve(args.name), args.repo_id, revision=args.revision, private=args.private,
+               commit_message=args.message)
+    print(f"pushed {args.name} to hf://{args.repo_id}@{sha}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list pretrained models (or training presets with --presets)")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'ncsn-*'")
+    p.add_argument("--presets", action="store_true", help="list training presets instead")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="show a model's config, training facts and metrics")
+    p.add_argument("name", help="registered name, hf://org/repo[@rev] or folder")
+    p.add_argument("--offline", action="store_true", default=None)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("download", help="download a model into the cache and print its folder")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("sample", help="draw samples and write them as a PNG grid")
+    p.add_argument("name")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-o", "--output", default="samples.png", help="PNG path (default samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nrow", type=int, default=None)
+    p.add_argument("--npz", default=None, help="also save the raw samples to this .npz")
+    p.add_argument("--weights", choices=["ema", "raw"], default=None)
+    p.add_argument("--offline", action="store_true", default=None)
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("train", help="train a preset (FAMILY/CONFIG; see `zoo list --presets`)")
+    p.add_argument("preset")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model config field")
+    p.add_argument("--init-from", metavar="NAME", help="fine-tune from this model's weights")
+    p.add_argument("--workdir", help="checkpoints + metrics.jsonl; rerun to resume (default runs/FAMILY-CONFIG)")
+    p.add_argument("--out", help="where to save the final checkpoint (default WORKDIR/model)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on its test set; print JSON metrics")
+    p.add_argument("name")
+    p.add_argument("--dataset", help="data set (default: the one the model was trained on)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--metric", action="append", choices=["default", "fid", "kid"], default=None,
+                   help="'default' (the family's metrics), 'fid'/'kid' (image models); repeatable")
+    p.add_argument("-n", type=int, default=None, help="evaluate on the first N examples / N samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", choices=["ema", "raw"], default=None)
+    p.add_argument("--record", action="store_true", help="record the metrics (and this command) in config.json")
+    p.add_argument("--offline", action="store_true", default=None)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("push", help="publish a checkpoint with its card to the Hugging Face Hub")
+    p.add_argument("name", help="registered name or folder")
+    p.add_argument("--repo-id", required=True, metavar="ORG/NAME")
+    p.add_argument("--revision", default=None, help="branch to commit to (default main)")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--message", default=None)
+    p.set_defaults(func=_cmd_push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "metric", "unset") is None:
+        args.metric = ["default"]
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as e:
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
