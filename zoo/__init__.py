@@ -34,5 +34,10 @@ from ._registry import (
     register_model as register_model,
     register_preset as register_preset,
 )
-from ._train import TrainConfig as TrainConfig, TrainResult as TrainResult, fit as fit
+from ._train import (
+    TrainConfig as TrainConfig,
+    TrainResult as TrainResult,
+    fit as fit,
+    initialize_distributed as initialize_distributed,
+)
 from ._version import __version__ as __version__

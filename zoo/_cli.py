@@ -107,6 +107,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ._load import load_bundle
     from ._registry import get_preset
 
+    if args.distributed:
+        from ._train import initialize_distributed
+
+        initialize_distributed()
     preset = get_preset(args.preset)
     config = preset.config
     model_overrides = _overrides(args.set)
@@ -226,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="NAME", help="fine-tune from this model's weights")
     p.add_argument("--workdir", help="checkpoints + metrics.jsonl; rerun to resume (default runs/FAMILY-CONFIG)")
     p.add_argument("--out", help="where to save the final checkpoint (default WORKDIR/model)")
+    p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on its test set; print JSON metrics")

@@ -358,3 +358,11 @@ def _check_resume(saved: dict[str, Any], current: dict[str, Any], workdir: Path)
             f"{workdir} holds a run with different settings ({', '.join(what)}); resume with the same "
             "settings (only `steps` may grow) or use a fresh workdir"
         )
+
+
+def initialize_distributed(**kwargs: Any) -> None:
+    """Join a multi-host run (TPU pod, multi-node GPU) before training: a thin wrapper of
+    `jax.distributed.initialize` (coordinator address, process count and id come from the
+    cluster environment or `kwargs`). `fit` then shards each global batch over every
+    device of every host, each host feeding its own slice."""
+    jax.distributed.initialize(**kwargs)
