@@ -154,10 +154,27 @@ def save(
     return path
 
 
-def render_card(meta: dict[str, Any], body: str | None = None) -> str:
-    """The model card (Hub front matter + Markdown) for checkpoint metadata `meta`."""
-    from ._hub import build_card
+FACTS_MARKER = "<!-- zoo:facts -->"
 
+
+def render_card(meta: dict[str, Any], body: str | None = None) -> str:
+    """The model card (Hub front matter + Markdown) for checkpoint metadata `meta`.
+
+    A hand-written `body` gets the training facts and the measured metrics (each with
+    the command that measured it) generated from `meta` at its ``<!-- zoo:facts -->``
+    marker, or at its end: numbers on cards come from config.json, never typed by hand.
+    """
+    from ._hub import _generated_body, build_card
+
+    if body is not None:
+        generated = _generated_body(meta, None, str(meta.get("name", "")))
+        cut = min((i for i in (generated.find("## Training"), generated.find("## Metrics")) if i >= 0),
+                  default=len(generated))
+        facts = generated[cut:].strip()
+        if FACTS_MARKER in body:
+            body = body.replace(FACTS_MARKER, facts)
+        else:
+            body = body.rstrip() + "\n\n" + facts + "\n"
     return str(build_card(meta, body))
 
 
