@@ -1,7 +1,7 @@
 """Regenerate the model table in README.md from the registry and the bundled checkpoints.
 
-    python scripts/gen_readme.py          # rewrite the table in place
-    python scripts/gen_readme.py --check  # exit 1 if README.md is out of date (a test runs this)
+python scripts/gen_readme.py          # rewrite the table in place
+python scripts/gen_readme.py --check  # exit 1 if README.md is out of date (a test runs this)
 """
 
 import argparse

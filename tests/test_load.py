@@ -89,8 +89,14 @@ def test_registered_name_prefers_bundled_then_pinned_hub(trained, tmp_path, monk
 
     res, path = trained
     sha = push(path, "zoo-tests/registered")
-    entry = zoo.ModelEntry(name="toy-test-entry", family="toy", dataset="toy:gmm8", summary="test",
-                           hub_repo="zoo-tests/registered", revision=sha)
+    entry = zoo.ModelEntry(
+        name="toy-test-entry",
+        family="toy",
+        dataset="toy:gmm8",
+        summary="test",
+        hub_repo="zoo-tests/registered",
+        revision=sha,
+    )
     monkeypatch.setitem(_MODELS, entry.name, entry)
     bundled = tmp_path / "bundled"
     monkeypatch.setenv("ZOO_CHECKPOINTS_DIR", str(bundled))

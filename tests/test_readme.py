@@ -15,6 +15,7 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_model_table_is_current():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_readme.py"), "--check"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_readme.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr

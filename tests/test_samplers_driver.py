@@ -19,8 +19,9 @@ class Counter(samplers.AbstractSampler):
 
 
 def test_burn_in_thin_and_info_average(getkey):
-    res = jax.jit(lambda k: samplers.run(Counter(), None, jnp.zeros(()), num_steps=6, burn_in=3, thin=2, save=True,
-                                          key=k))(getkey())
+    res = jax.jit(
+        lambda k: samplers.run(Counter(), None, jnp.zeros(()), num_steps=6, burn_in=3, thin=2, save=True, key=k)
+    )(getkey())
     np.testing.assert_array_equal(res.samples, [5.0, 7.0, 9.0])
     assert float(res.final) == 9.0
     assert float(res.info["x"]) == pytest.approx(np.mean([4, 5, 6, 7, 8, 9]))
@@ -43,8 +44,9 @@ def test_langevin_stationary_gaussian(getkey):
     # ULA on N(0, 1) with step h has the exact stationary law N(0, 1 / (1 - h / 2)).
     h, n = 0.2, 4000
     sampler = samplers.Langevin(h)
-    res = jax.jit(lambda k: samplers.run(sampler, lambda x: -x, jnp.zeros((n,)), num_steps=100, burn_in=100,
-                                         key=k, batched=True))(getkey())
+    res = jax.jit(
+        lambda k: samplers.run(sampler, lambda x: -x, jnp.zeros((n,)), num_steps=100, burn_in=100, key=k, batched=True)
+    )(getkey())
     x = np.asarray(res.final)
     var = 1 / (1 - h / 2)
     assert abs(x.mean()) < 4 * np.sqrt(var / n)
@@ -54,7 +56,8 @@ def test_langevin_stationary_gaussian(getkey):
 
 def test_progress_bar_inside_jit(getkey, monkeypatch, capsys):
     monkeypatch.setenv("ZOO_PROGRESS", "1")
-    res = jax.jit(lambda k: samplers.run(Counter(), None, jnp.zeros((2,)), num_steps=4, batched=True, progress=True,
-                                         key=k))(getkey())
+    res = jax.jit(
+        lambda k: samplers.run(Counter(), None, jnp.zeros((2,)), num_steps=4, batched=True, progress=True, key=k)
+    )(getkey())
     jax.block_until_ready(res.final)
     assert "Counter" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """zoo: pretrained Stein's-method and score-based generative models in JAX + Equinox.
 
-    import jax, zoo
-    model = zoo.load("ncsn-mnist")              # or "hf://org/repo@rev", or a folder
-    images = zoo.sample(model, 16, key=jax.random.key(0))
+import jax, zoo
+model = zoo.load("ncsn-mnist")              # or "hf://org/repo@rev", or a folder
+images = zoo.sample(model, 16, key=jax.random.key(0))
 """
 
 from . import samplers as samplers
@@ -22,7 +22,13 @@ from ._errors import (
     ZooError as ZooError,
 )
 from ._load import load as load, load_bundle as load_bundle, resolve as resolve
-from ._model import AbstractModel as AbstractModel, evaluate as evaluate, num_params as num_params, sample as sample, train as train
+from ._model import (
+    AbstractModel as AbstractModel,
+    evaluate as evaluate,
+    num_params as num_params,
+    sample as sample,
+    train as train,
+)
 from ._optim import ema_params as ema_params
 from ._registry import (
     ModelEntry as ModelEntry,

@@ -15,8 +15,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -25,6 +26,7 @@ from ._config import AbstractConfig, config_type
 from ._errors import CheckpointError, ConfigError, UnknownModelError
 from ._model import AbstractModel, num_params
 from ._version import __version__
+
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -72,9 +74,7 @@ def _sha256(path: Path) -> str:
 
 
 def _file_hashes(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _leaf_spec(leaves: list[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -168,8 +168,9 @@ def render_card(meta: dict[str, Any], body: str | None = None) -> str:
 
     if body is not None:
         generated = _generated_body(meta, None, str(meta.get("name", "")))
-        cut = min((i for i in (generated.find("## Training"), generated.find("## Metrics")) if i >= 0),
-                  default=len(generated))
+        cut = min(
+            (i for i in (generated.find("## Training"), generated.find("## Metrics")) if i >= 0), default=len(generated)
+        )
         facts = generated[cut:].strip()
         if FACTS_MARKER in body:
             body = body.replace(FACTS_MARKER, facts)
@@ -220,7 +221,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     try:
         meta = json.loads(cfg.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{cfg} is not valid JSON ({e}); the checkpoint is corrupt: re-download or re-save it") from e
+        raise CheckpointError(
+            f"{cfg} is not valid JSON ({e}); the checkpoint is corrupt: re-download or re-save it"
+        ) from e
     version = meta.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{cfg} has no integer format_version; it was not written by zoo.save")
@@ -231,7 +234,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         )
     for field in ("family", "config_type", "config", "leaves", "weights"):
         if field not in meta:
-            raise CheckpointError(f"{cfg} lacks the field {field!r}; the checkpoint is corrupt: re-download or re-save it")
+            raise CheckpointError(
+                f"{cfg} lacks the field {field!r}; the checkpoint is corrupt: re-download or re-save it"
+            )
     return meta
 
 
@@ -243,7 +248,9 @@ def _verify_files(path: Path, meta: dict[str, Any]) -> None:
     for rel, digest in expected.items():
         f = root / rel
         if not f.is_file():
-            raise CheckpointError(f"weights file {f} is missing; the checkpoint is incomplete: re-download or re-save it")
+            raise CheckpointError(
+                f"weights file {f} is missing; the checkpoint is incomplete: re-download or re-save it"
+            )
         if _sha256(f) != digest:
             raise CheckpointError(
                 f"weights file {f} is corrupt or truncated (SHA-256 mismatch); re-download or re-save the checkpoint"
@@ -254,9 +261,7 @@ def _skeleton(config: AbstractConfig) -> AbstractModel:
     return eqx.filter_eval_shape(lambda k: config.build(key=k), jax.random.key(0))
 
 
-def _abstract(
-    leaves: list[tuple[str, jax.ShapeDtypeStruct]], sharding: Sharding
-) -> dict[str, jax.ShapeDtypeStruct]:
+def _abstract(leaves: list[tuple[str, jax.ShapeDtypeStruct]], sharding: Sharding) -> dict[str, jax.ShapeDtypeStruct]:
     out = {}
     default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     for i, (_, s) in enumerate(leaves):
@@ -323,8 +328,6 @@ def load_checkpoint(path: str | os.PathLike, *, sharding: Sharding = None) -> Ch
 
 def count_bytes(path: Path) -> int:
     return int(sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()))
-
-
 
 
 def annotate(

@@ -42,8 +42,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     path = resolve(args.name, offline=args.offline)
     meta = read_meta(path)
-    out = {k: meta.get(k) for k in ("name", "family", "config_type", "config", "num_params", "has_ema", "training",
-                                     "metrics", "card")}
+    out = {
+        k: meta.get(k)
+        for k in ("name", "family", "config_type", "config", "num_params", "has_ema", "training", "metrics", "card")
+    }
     out["path"] = str(path)
     print(json.dumps(out, indent=2))
     return 0
@@ -117,30 +119,46 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if model_overrides:
         config = dataclasses.replace(config, **model_overrides)
     train = preset.train
-    changes = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
-                                  "learning_rate": args.lr, "seed": args.seed}.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
     train = train.replace(**changes)
     ema = None
     if args.init_from:
         bundle = load_bundle(args.init_from)
         model, ema = bundle.model, bundle.ema
         if type(bundle.config) is not type(config):
-            raise ZooError(f"{args.init_from} is a {type(bundle.config).__name__}, preset {args.preset} "
-                           f"trains a {type(config).__name__}")
+            raise ZooError(
+                f"{args.init_from} is a {type(bundle.config).__name__}, preset {args.preset} "
+                f"trains a {type(config).__name__}"
+            )
     else:
         model = config.build(key=_key(args.seed or 0))
     dataset = zdata.load(preset.dataset, preset.split)
     data = model.prepare_data(dataset)
     workdir = Path(args.workdir or f"runs/{args.preset.replace('/', '-')}")
-    result = model.train(data, train, key=_key(1000 + (args.seed or 0)), workdir=workdir, ema=ema,
-                         progress=None)
+    result = model.train(data, train, key=_key(1000 + (args.seed or 0)), workdir=workdir, ema=ema, progress=None)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out or workdir / "model")
     training = {**result.info, "dataset": preset.dataset, "preset": args.preset, "command": command}
     if args.init_from:
         training["fine_tuned_from"] = args.init_from
-    save(result.model, out, ema=result.ema, name=out.name, training=training, overwrite=True,
-         card={"summary": preset.summary, "datasets": [preset.dataset]})
+    save(
+        result.model,
+        out,
+        ema=result.ema,
+        name=out.name,
+        training=training,
+        overwrite=True,
+        card={"summary": preset.summary, "datasets": [preset.dataset]},
+    )
     if result.history:
         print(json.dumps(result.history[-1]))
     print(out)
@@ -165,8 +183,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "fid" in args.metric or "kid" in args.metric:
         from . import metrics
 
-        results.update(metrics.evaluate_images(model, dataset, n=args.n, key=_key(args.seed),
-                                               metrics=[m for m in args.metric if m in ("fid", "kid")]))
+        results.update(
+            metrics.evaluate_images(
+                model, dataset, n=args.n, key=_key(args.seed), metrics=[m for m in args.metric if m in ("fid", "kid")]
+            )
+        )
     if "default" in args.metric:
         data = model.prepare_data(dataset)
         if args.n is not None:
@@ -174,8 +195,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         results.update({k: float(v) for k, v in model.evaluate(data, key=_key(args.seed)).items()})
     print(json.dumps(results, indent=2))
     if args.record:
-        recs = [{"name": k, "value": v, "dataset": dataset_name, "split": args.split, "command": command}
-                for k, v in results.items() if np.isfinite(v)]
+        recs = [
+            {"name": k, "value": v, "dataset": dataset_name, "split": args.split, "command": command}
+            for k, v in results.items()
+            if np.isfinite(v)
+        ]
         annotate(bundle.path, metrics=recs)
         print(f"recorded in {bundle.path}/config.json", file=sys.stderr)
     return 0
@@ -185,8 +209,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from ._hub import push
     from ._load import resolve
 
-    sha = push(resolve(args.name), args.repo_id, revision=args.revision, private=args.private,
-               commit_message=args.message)
+    sha = push(
+        resolve(args.name), args.repo_id, revision=args.revision, private=args.private, commit_message=args.message
+    )
     print(f"pushed {args.name} to hf://{args.repo_id}@{sha}")
     return 0
 
@@ -237,8 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--dataset", help="data set (default: the one the model was trained on)")
     p.add_argument("--split", default="test")
-    p.add_argument("--metric", action="append", choices=["default", "fid", "kid"], default=None,
-                   help="'default' (the family's metrics), 'fid'/'kid' (image models); repeatable")
+    p.add_argument(
+        "--metric",
+        action="append",
+        choices=["default", "fid", "kid"],
+        default=None,
+        help="'default' (the family's metrics), 'fid'/'kid' (image models); repeatable",
+    )
     p.add_argument("-n", type=int, default=None, help="evaluate on the first N examples / N samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=["ema", "raw"], default=None)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ._errors import ConfigError, UnknownModelError
 
+
 _CONFIG_TYPES: dict[str, type[AbstractConfig]] = {}
 
 _C = TypeVar("_C", bound="AbstractConfig")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 
+
 # One entry per family package. Importing a family registers its config types,
 # training presets and pretrained model names.
-FAMILY_MODULES: tuple[str, ...] = ("zoo.toy", "zoo.classifier", "zoo.dvae", "zoo.ncsn")
+FAMILY_MODULES: tuple[str, ...] = ("zoo.toy", "zoo.classifier", "zoo.dvae", "zoo.ncsn", "zoo.ebm")
 
 _imported = False
 

@@ -28,6 +28,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._config import AbstractConfig
 
+
 if TYPE_CHECKING:
     from ._train import TrainConfig, TrainResult
 

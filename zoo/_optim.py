@@ -37,6 +37,9 @@ def ema_params(decay: float) -> optax.GradientTransformationExtraArgs:
 
 def get_ema(opt_state: Any) -> PyTree | None:
     """The EMA parameters inside an optimiser state built with `ema_params` (else None)."""
-    found = [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda s: isinstance(s, EmaState))
-             if isinstance(s, EmaState)]
+    found = [
+        s
+        for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda s: isinstance(s, EmaState))
+        if isinstance(s, EmaState)
+    ]
     return found[-1].ema if found else None

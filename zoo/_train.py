@@ -16,8 +16,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -146,9 +147,7 @@ def _global_batch(data: PyTree[np.ndarray], idx: np.ndarray, sharding: NamedShar
     # Each host holds its slice of the global batch; single-process this is the batch.
     nproc, pid = jax.process_count(), jax.process_index()
     local = idx.reshape(nproc, -1)[pid]
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x[local])), data
-    )
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x[local])), data)
 
 
 def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
@@ -198,9 +197,7 @@ class _Checkpoints:
         items = {f"{i:05d}": x for i, x in enumerate(leaves)}
         self.manager.save(
             step,
-            args=self._ocp.args.Composite(
-                state=self._ocp.args.StandardSave(items), meta=self._ocp.args.JsonSave(meta)
-            ),
+            args=self._ocp.args.Composite(state=self._ocp.args.StandardSave(items), meta=self._ocp.args.JsonSave(meta)),
         )
         self.manager.wait_until_finished()
 

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 import equinox as eqx
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+
 _State = TypeVar("_State")
 
 

@@ -61,9 +61,7 @@ def _chain(
         return carry, (x if save else None, jax.tree.map(lambda v: jnp.sum(v, axis=0), infos))
 
     indices = jnp.arange(num_saved)
-    carry, (samples, info_sums) = jax.lax.scan(
-        block, carry, (indices, jax.random.split(key_main, num_saved))
-    )
+    carry, (samples, info_sums) = jax.lax.scan(block, carry, (indices, jax.random.split(key_main, num_saved)))
     total = num_saved * thin
     info = jax.tree.map(lambda v: jnp.sum(v, axis=0) / total, info_sums)
     return ChainResult(final=carry[0], samples=samples, info=info)
@@ -104,8 +102,10 @@ def run(
         raise ValueError(f"need num_steps > 0, thin > 0, burn_in >= 0; got {num_steps}, {thin}, {burn_in}")
     if num_steps % thin:
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
-    meter = progress if isinstance(progress, ProgressMeter) else (
-        ProgressMeter(burn_in + num_steps, desc=type(sampler).__name__) if progress else None
+    meter = (
+        progress
+        if isinstance(progress, ProgressMeter)
+        else (ProgressMeter(burn_in + num_steps, desc=type(sampler).__name__) if progress else None)
     )
     num_saved = num_steps // thin
     if batched:
@@ -114,7 +114,14 @@ def run(
         # The progress bar is updated by chain 0 only.
         result = jax.vmap(
             lambda x, k, first: _chain(
-                sampler, target, x, k, num_saved, burn_in, thin, save,
+                sampler,
+                target,
+                x,
+                k,
+                num_saved,
+                burn_in,
+                thin,
+                save,
                 meter.only_if(first) if meter is not None else None,
             )
         )(x0, keys, jnp.arange(n) == 0)

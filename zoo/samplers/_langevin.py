@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._base import AbstractSampler
+
 
 ScoreFn = Callable[[Float[Array, "..."]], Float[Array, "..."]]
 
@@ -26,8 +27,8 @@ class Langevin(AbstractSampler[None]):
         return None
 
     def step(
-        self, target: ScoreFn, x: Float[Array, "..."], state: None, *, key: PRNGKeyArray
-    ) -> tuple[Float[Array, "..."], None, dict[str, Array]]:
+        self, target: ScoreFn, x: Float[Array, ...], state: None, *, key: PRNGKeyArray
+    ) -> tuple[Float[Array, ...], None, dict[str, Array]]:
         noise = jax.random.normal(key, x.shape, x.dtype)
         step_size = jnp.asarray(self.step_size, x.dtype)
         x = x + step_size * target(x) + jnp.sqrt(2 * step_size) * noise

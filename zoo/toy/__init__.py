@@ -4,12 +4,14 @@ from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
 from ._model import ToyScore as ToyScore, ToyScoreConfig as ToyScoreConfig
 
+
 register_preset(
     Preset(
         name="toy/gmm8",
         config=ToyScoreConfig(dim=2, width=128, depth=3, sigma=0.1),
-        train=TrainConfig(steps=3000, batch_size=256, learning_rate=2e-3, ema_decay=0.99, log_every=100,
-                          checkpoint_every=1000),
+        train=TrainConfig(
+            steps=3000, batch_size=256, learning_rate=2e-3, ema_decay=0.99, log_every=100, checkpoint_every=1000
+        ),
         dataset="toy:gmm8",
         summary="MLP score model on 8 Gaussians on a ring, DSM at sigma 0.1, Langevin sampling",
     )
