@@ -119,3 +119,14 @@ def test_ema_params_transformation():
     np.testing.assert_allclose(state[-1].ema["w"], [0.9 * 1.0 + 0.1 * 0.0])
     with pytest.raises(ValueError, match="decay"):
         zoo.ema_params(1.0)
+
+
+def test_resume_in_another_device_layout(data, tmp_path):
+    model = CONFIG.build(key=jax.random.key(0))
+    full = zoo.train(model, data, TRAIN, key=jax.random.key(1), mesh=data_mesh())
+    # Interrupted on 4 devices, resumed on 1: the Orbax training checkpoint restores into the new layout.
+    zoo.train(model, data, TRAIN.replace(steps=5), key=jax.random.key(1), workdir=tmp_path, mesh=data_mesh())
+    resumed = zoo.train(model, data, TRAIN, key=jax.random.key(1), workdir=tmp_path, mesh=data_mesh(jax.devices()[:1]))
+    assert resumed.info["resumed_from"] == 5
+    for x, y in zip(_leaves(full.model), _leaves(resumed.model)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
