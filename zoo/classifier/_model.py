@@ -154,6 +154,10 @@ class Classifier(AbstractModel):
         loss, acc = self._loss_acc(x, y, self.config.label_smoothing)
         return loss, (state, {"accuracy": acc})
 
+    def prepare_data(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)``: what `loss` and `evaluate` take (used by ``zoo train`` / ``zoo evaluate``)."""
+        return _images_labels(dataset)
+
     def sample(self, n: int, *, key: PRNGKeyArray) -> Array:
         raise ZooError(
             f"{self.config.type_name} is a classifier, not a generative model: classifiers do not sample. "
