@@ -1,0 +1,75 @@
+"""Deep energy-based models on binary data (Grathwohl et al., 2021, "Oops I Took A Gradient"):
+Bernoulli RBM, lattice Ising model and ResNet EBM, trained by PCD with Gibbs-with-Gradients
+and evaluated by AIS."""
+
+from .._registry import ModelEntry, Preset, register_model, register_preset
+from .._train import TrainConfig
+from ._ais import (
+    AISResult as AISResult,
+    AnnealedTarget as AnnealedTarget,
+    ais as ais,
+    ais_log_likelihood as ais_log_likelihood,
+    bootstrap_std as bootstrap_std,
+)
+from ._ising import IsingTarget as IsingTarget, lattice_coupling as lattice_coupling, lattice_ising as lattice_ising
+from ._metrics import (
+    autocorrelation as autocorrelation,
+    effective_sample_size as effective_sample_size,
+    hamming_kernel as hamming_kernel,
+    mmd as mmd,
+)
+from ._pcd import (
+    PCDState as PCDState,
+    data_mean_logits as data_mean_logits,
+    init_buffer as init_buffer,
+    pcd_loss as pcd_loss,
+    run_unrolled as run_unrolled,
+)
+from ._rbm import RBM as RBM, RBMConfig as RBMConfig, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
+from ._resnet import ResNetEBM as ResNetEBM, ResNetEBMConfig as ResNetEBMConfig
+
+
+register_preset(
+    Preset(
+        name="ebm/rbm-mnist",
+        config=RBMConfig(visible=784, hidden=500, train_sampler="block_gibbs", sampling_steps=10, buffer_size=1000,
+                         sample_steps=1000, ais_steps=20000, ais_chains=100),
+        train=TrainConfig(steps=10000, batch_size=100, learning_rate=1e-3, ema_decay=0.999, log_every=100,
+                          checkpoint_every=500, keep_checkpoints=2),
+        dataset="binarized_mnist",
+        summary="Bernoulli RBM 784x500 on static binarized MNIST, PCD with 10 block-Gibbs sweeps (1000 chains)",
+    )
+)
+register_model(
+    ModelEntry(
+        name="rbm-mnist",
+        family="ebm",
+        dataset="binarized_mnist",
+        summary="Bernoulli RBM 784x500 on binarized MNIST (the GWG paper's sampler-benchmark target)",
+        hub_repo="stein-zoo/rbm-mnist",
+        preset="ebm/rbm-mnist",
+    )
+)
+
+register_preset(
+    Preset(
+        name="ebm/resnet-binarized-mnist",
+        config=ResNetEBMConfig(channels=16, num_blocks=2, sampling_steps=10, buffer_size=2000, reinit_freq=0.0,
+                               l2=0.01, sample_steps=2000, ais_steps=5000, ais_chains=100),
+        train=TrainConfig(steps=8000, batch_size=32, learning_rate=1e-4, warmup_steps=1000, ema_decay=0.999,
+                          log_every=50, checkpoint_every=250, keep_checkpoints=2),
+        dataset="binarized_mnist",
+        summary="ResNet EBM (16 channels, 4 residual blocks) on static binarized MNIST, PCD with 10 GWG steps per "
+        "update, replay buffer 2000 (a CPU-sized version of the paper's resnet-64 / 40 steps / 50k iterations)",
+    )
+)
+register_model(
+    ModelEntry(
+        name="ebm-gwg-binarized-mnist",
+        family="ebm",
+        dataset="binarized_mnist",
+        summary="ResNet EBM on static binarized MNIST trained by PCD with Gibbs-with-Gradients",
+        hub_repo="stein-zoo/ebm-gwg-binarized-mnist",
+        preset="ebm/resnet-binarized-mnist",
+    )
+)

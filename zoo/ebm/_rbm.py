@@ -1,0 +1,180 @@
+"""Bernoulli restricted Boltzmann machine, with the hidden units summed out.
+
+``f(x) = b.x + sum_j softplus(c_j + x.W[:, j])`` (the negative free energy). As a sampler
+target (`RBMTarget`) it caches the hidden pre-activations ``a = c + x W``: a flip of
+coordinate ``i`` updates them in O(H), ``f`` costs O(D + H) and ``grad f = b + W sigmoid(a)``
+one matrix-vector product, so a GWG step costs one ``D x H`` product per chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from .. import samplers
+from .._config import AbstractConfig
+from .._errors import ConfigError, DataError
+from .._model import AbstractModel
+from ._pcd import PCDState, data_mean_logits, init_buffer, pcd_loss
+
+
+class RBMTarget(samplers.AbstractBinaryTarget):
+    """An RBM's marginal over the visible units as a binary sampler target (cache: ``a``)."""
+
+    W: Float[Array, "D H"]
+    b: Float[Array, " D"]
+    c: Float[Array, " H"]
+
+    def hidden_logits(self, x: Float[Array, " D"]) -> Float[Array, " H"]:
+        return x @ self.W + self.c
+
+    def visible_logits(self, h: Float[Array, " H"]) -> Float[Array, " D"]:
+        return self.W @ h + self.b
+
+    def init(self, x: Float[Array, " D"]) -> Float[Array, " H"]:
+        return self.hidden_logits(x)
+
+    def log_prob(self, x: Float[Array, " D"], cache: Float[Array, " H"]) -> Float[Array, ""]:
+        return x @ self.b + jnp.sum(jax.nn.softplus(cache))
+
+    def grad(self, x: Float[Array, " D"], cache: Float[Array, " H"]) -> Float[Array, " D"]:
+        return self.b + self.W @ jax.nn.sigmoid(cache)
+
+    def flip(self, x, cache, idx: Int[Array, " n"], first: Array):
+        sign = jnp.where(first, 1 - 2 * x[idx], 0).astype(self.W.dtype)
+        cache = cache + sign @ self.W[idx]
+        return samplers.flip_indices(x, idx), cache
+
+    def __call__(self, x: Float[Array, " D"]) -> Float[Array, ""]:
+        """``f(x)`` from scratch."""
+        return self.log_prob(x, self.init(x))
+
+
+def rbm_log_z_exact(target: RBMTarget) -> Float[Array, ""]:
+    """``log sum_x exp f(x)`` by enumerating the visible units (D <= 20)."""
+    d = target.b.shape[0]
+    if d > 20:
+        raise ValueError(f"exact enumeration over 2^{d} states is too large")
+    xs = ((np.arange(2**d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float32)
+    return jax.scipy.special.logsumexp(jax.vmap(target)(jnp.asarray(xs)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RBMConfig(AbstractConfig):
+    """A Bernoulli RBM and its PCD / sampling / AIS settings."""
+
+    family: ClassVar[str] = "ebm"
+    type_name: ClassVar[str] = "ebm.RBMConfig"
+
+    visible: int = 784
+    hidden: int = 500
+    image_shape: tuple[int, ...] | None = (28, 28, 1)  # how samples are reshaped (None: flat)
+    init_std: float = 0.01
+    # PCD
+    train_sampler: str = "block_gibbs"  # "block_gibbs" | "gwg"
+    sampling_steps: int = 10
+    buffer_size: int = 1000
+    reinit_freq: float = 0.0
+    l2: float = 0.0
+    # sampling / evaluation
+    sample_steps: int = 1000  # block-Gibbs sweeps for `sample`
+    ais_steps: int = 20000
+    ais_chains: int = 100
+
+    def __post_init__(self) -> None:
+        if self.train_sampler not in ("block_gibbs", "gwg"):
+            raise ConfigError(f"train_sampler must be 'block_gibbs' or 'gwg', not {self.train_sampler!r}")
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.visible:
+            raise ConfigError(f"image_shape {self.image_shape} does not have {self.visible} pixels")
+
+    def build(self, *, key: PRNGKeyArray) -> RBM:
+        return RBM(self, key=key)
+
+
+class RBM(AbstractModel):
+    """Bernoulli RBM with weights ``W`` (visible x hidden), biases ``b`` (visible), ``c`` (hidden)."""
+
+    config: RBMConfig = eqx.field(static=True)
+    W: Float[Array, "D H"]
+    b: Float[Array, " D"]
+    c: Float[Array, " H"]
+    base_logits: Float[Array, " D"]  # frozen data-mean Bernoulli: AIS base and chain re-init
+
+    def __init__(self, config: RBMConfig, *, key: PRNGKeyArray):
+        self.config = config
+        self.W = config.init_std * jax.random.normal(key, (config.visible, config.hidden), jnp.float32)
+        self.b = jnp.zeros((config.visible,), jnp.float32)
+        self.c = jnp.zeros((config.hidden,), jnp.float32)
+        self.base_logits = jnp.zeros((config.visible,), jnp.float32)
+
+    def with_base(self, data: np.ndarray) -> RBM:
+        """Visible biases and base distribution set to the data-mean log-odds of `data`."""
+        logits = jnp.asarray(data_mean_logits(data))
+        return eqx.tree_at(lambda m: (m.b, m.base_logits), self, (logits, logits))
+
+    def target(self) -> RBMTarget:
+        return RBMTarget(self.W, self.b, self.c)
+
+    def log_prob(self, x: Float[Array, " D"]) -> Float[Array, ""]:
+        """Unnormalised log-density (negative free energy) of one flat binary vector."""
+        return self.target()(x)
+
+    def sampler(self) -> samplers.AbstractSampler:
+        return samplers.BlockGibbs() if self.config.train_sampler == "block_gibbs" else samplers.GWG()
+
+    def _flat(self, batch: Array) -> Float[Array, "B D"]:
+        x = jnp.asarray(batch)
+        if x.ndim < 2 or x[0].size != self.config.visible:
+            raise DataError(f"expected examples with {self.config.visible} binary units, got shape {x.shape}")
+        return x.reshape(x.shape[0], self.config.visible).astype(jnp.float32)
+
+    def train(self, data: PyTree[np.ndarray], config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
+        """The shared driver `zoo.fit`; a fresh model first gets data-mean visible biases."""
+        model = self
+        if not bool(jnp.any(self.base_logits != 0)):
+            model = self.with_base(np.asarray(data))
+        return AbstractModel.train(model, data, config, key=key, **kwargs)
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> PCDState:
+        return init_buffer(self.base_logits, self.config.buffer_size, key=key)
+
+    def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
+        c = self.config
+        return pcd_loss(
+            self, self._flat(batch), state, sampler=self.sampler(), num_steps=c.sampling_steps,
+            reinit_freq=c.reinit_freq, l2=c.l2, key=key,
+        )
+
+    def sample(self, n: int, *, key: PRNGKeyArray, num_steps: int | None = None) -> Array:
+        """`n` samples: block-Gibbs chains from the base distribution (images if `image_shape`)."""
+        k0, k1 = jax.random.split(key)
+        p0 = jax.nn.sigmoid(self.base_logits)[None, :]
+        x0 = jax.random.bernoulli(k0, p0, (n, self.config.visible)).astype(jnp.float32)
+        steps = num_steps or self.config.sample_steps
+        x = samplers.run(samplers.BlockGibbs(), self.target(), x0, num_steps=steps, key=k1, batched=True).final
+        return x if self.config.image_shape is None else x.reshape(n, *self.config.image_shape)
+
+    def evaluate(
+        self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
+        num_chains: int | None = None,
+    ) -> dict[str, float]:
+        """AIS (GWG transitions from the data-mean base): log Z and mean log-likelihood of `data`."""
+        from ._ais import ais_log_likelihood
+
+        c = self.config
+        return ais_log_likelihood(
+            self.target(), self.base_logits, self._flat(data), self.log_prob,
+            num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=samplers.GWG(), key=key,
+        )
+
+    def to_images(self, samples: Array) -> np.ndarray:
+        x = np.asarray(samples, np.float32)
+        if self.config.image_shape is None or len(self.config.image_shape) != 3:
+            raise TypeError("this RBM has no image_shape; its samples are not images")
+        return np.clip(x.reshape(len(x), *self.config.image_shape), 0, 1)
