@@ -7,7 +7,7 @@ import importlib
 
 # One entry per family package. Importing a family registers its config types,
 # training presets and pretrained model names.
-FAMILY_MODULES: tuple[str, ...] = ("zoo.toy", "zoo.classifier", "zoo.kscore", "zoo.ncsn", "zoo.ebm")
+FAMILY_MODULES: tuple[str, ...] = ("zoo.toy", "zoo.kscore", "zoo.classifier", "zoo.dvae", "zoo.ncsn", "zoo.ebm")
 
 _imported = False
 
