@@ -50,3 +50,31 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("zoo-cache")
     monkeypatch.setenv("ZOO_CACHE_DIR", str(cache))
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+
+
+HUB_TOKEN = "dummy"
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """A local Hub-compatible HTTP server (tests/hub_server.py) for the real huggingface_hub client."""
+    from hub_server import HubServer
+
+    with HubServer(token=HUB_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def hub_env(hub, tmp_path, monkeypatch):
+    """Point zoo and huggingface_hub at the local server, with a fresh cache and no offline mode."""
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "zoo-cache"))
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("ZOO_PROGRESS", "0")
+    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    # With telemetry on, the client's user agent asks huggingface.co for a registry of AI agents.
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    return hub

@@ -19,6 +19,7 @@ from zoo.classifier import (
     reference_stats,
 )
 
+
 TINY = ClassifierConfig(image_shape=(12, 12, 1), num_classes=4, channels=(4, 8), feature_dim=16)
 
 

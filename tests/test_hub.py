@@ -9,36 +9,21 @@ import socket
 
 import pytest
 import yaml
-from hub_server import GITATTRIBUTES, HubServer
+from hub_server import GITATTRIBUTES
 from huggingface_hub import ModelCard, ModelCardData, constants as hf_constants
 
 from zoo._errors import HubError
 from zoo._hub import build_card, download, hub_endpoint, parse_hf_uri, push
 
 
-TOKEN = "dummy"
+TOKEN = "dummy"  # = conftest.HUB_TOKEN
 _repo_numbers = itertools.count()
 
 if hf_constants.HF_HUB_OFFLINE:  # the client would refuse every request, whatever we pass
     pytest.skip("HF_HUB_OFFLINE was set when huggingface_hub was imported", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def hub_env(hub, tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "zoo-cache"))
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("ZOO_PROGRESS", "0")
-    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    # With telemetry on, the client's user agent asks huggingface.co for a registry of AI agents.
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+pytestmark = pytest.mark.usefixtures("hub_env")
 
 
 @pytest.fixture

@@ -4,31 +4,13 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from hub_server import HubServer
-from huggingface_hub import constants as hf_constants
 
 import zoo
 from zoo._registry import _MODELS
 from zoo.toy import ToyScoreConfig
 
 
-TOKEN = "dummy"
-
-
-@pytest.fixture(scope="module")
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def hub_env(hub, tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "ZOO_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+pytestmark = pytest.mark.usefixtures("hub_env")
 
 
 def _leaves(m):
