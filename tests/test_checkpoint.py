@@ -194,3 +194,13 @@ def test_restore_into_another_device_layout(model, getkey, tmp_path):
     replicated = zoo.load(path, sharding=NamedSharding(mesh, P()))
     assert all(len(x.sharding.device_set) == 4 for x in jax.tree_util.tree_leaves(eqx.filter(replicated, eqx.is_array)))
     assert _tree_equal(replicated, model)
+
+
+def test_annotate_keeps_a_hand_written_card(model, tmp_path):
+    body = "# my model\n\nHand-written intro.\n\n<!-- zoo:facts -->\n\nHand-written outro.\n"
+    path = zoo.save(model, tmp_path / "ck", card_body=body, metrics=[{"name": "a", "value": 1.0, "command": "c1"}])
+    zoo.annotate(path, metrics=[{"name": "b", "value": 2.0, "command": "c2"}])
+    text = (path / "README.md").read_text()
+    assert "Hand-written intro." in text and "Hand-written outro." in text
+    assert text.index("intro") < text.index("`c2`") < text.index("outro")
+    assert text.count("## Metrics") == 1 and "`c1`" in text

@@ -172,11 +172,29 @@ def render_card(meta: dict[str, Any], body: str | None = None) -> str:
             (i for i in (generated.find("## Training"), generated.find("## Metrics")) if i >= 0), default=len(generated)
         )
         facts = generated[cut:].strip()
+        # Delimited, so `annotate` can regenerate the facts inside a hand-written card later.
+        facts = f"{_FACTS_START}\n{facts}\n{_FACTS_END}"
         if FACTS_MARKER in body:
             body = body.replace(FACTS_MARKER, facts)
         else:
             body = body.rstrip() + "\n\n" + facts + "\n"
     return str(build_card(meta, body))
+
+
+_FACTS_START, _FACTS_END = "<!-- zoo:facts:start -->", "<!-- zoo:facts:end -->"
+
+
+def _existing_body(path: Path) -> str | None:
+    """The hand-written body of a checkpoint's card, with its generated facts replaced by
+    the marker again; None for a fully generated card."""
+    from ._hub import _strip_front_matter
+
+    card = path / CARD_FILE
+    text = _strip_front_matter(card.read_text()) if card.is_file() else ""
+    if _FACTS_START not in text or _FACTS_END not in text:
+        return None
+    head, rest = text.split(_FACTS_START, 1)
+    return head + FACTS_MARKER + rest.split(_FACTS_END, 1)[1]
 
 
 def _write_weights(directory: Path, tree: dict[str, Any]) -> None:
@@ -340,7 +358,8 @@ def annotate(
 ) -> None:
     """Add measured `metrics` (merged by name), `training` facts or card fields to an
     existing checkpoint, rewriting ``config.json`` and ``README.md`` atomically.
-    The weights are untouched."""
+    The weights are untouched; a hand-written card body is kept (pass `card_body` to
+    replace it) and its generated training/metrics tables are refreshed."""
     path = Path(path)
     meta = read_meta(path)
     if metrics:
@@ -354,6 +373,8 @@ def annotate(
         meta["training"] = {**meta.get("training", {}), **training}
     if card:
         meta["card"] = {**meta.get("card", {}), **card}
+    if card_body is None:
+        card_body = _existing_body(path)  # keep a hand-written card, refresh its facts
     for name, text in ((CONFIG_FILE, json.dumps(meta, indent=2) + "\n"), (CARD_FILE, render_card(meta, card_body))):
         tmp = path / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.write_text(text)

@@ -185,13 +185,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         results.update(
             metrics.evaluate_images(
-                model, dataset, n=args.n, key=_key(args.seed), metrics=[m for m in args.metric if m in ("fid", "kid")]
+                model,
+                dataset,
+                n=args.n,
+                key=_key(args.seed),
+                metrics=[m for m in args.metric if m in ("fid", "kid")],
+                reference_n=args.reference_n,
             )
         )
     if "default" in args.metric:
         data = model.prepare_data(dataset)
         if args.n is not None:
-            data = __import__("jax").tree.map(lambda x: x[: args.n], data)
+            import jax
+
+        data = jax.tree.map(lambda x: x[: args.n], data)
         results.update({k: float(v) for k, v in model.evaluate(data, key=_key(args.seed)).items()})
     print(json.dumps(results, indent=2))
     if args.record:
@@ -270,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'default' (the family's metrics), 'fid'/'kid' (image models); repeatable",
     )
     p.add_argument("-n", type=int, default=None, help="evaluate on the first N examples / N samples")
+    p.add_argument(
+        "--reference-n",
+        type=int,
+        default=None,
+        help="FID/KID: use a fixed random subset of N reference images (default: the whole split)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=["ema", "raw"], default=None)
     p.add_argument("--record", action="store_true", help="record the metrics (and this command) in config.json")

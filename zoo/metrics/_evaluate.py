@@ -44,14 +44,20 @@ def evaluate_images(
     metrics: list[str],
     batch_size: int = 100,
     network: FIDNetwork | None = None,
+    reference_n: int | None = None,
 ) -> dict[str, float]:
     """FID (and/or KID) between `n` samples (default 1000) of `model` and `dataset` (a `zoo.data.Dataset`),
     with the data set's Inception statistics cached by name and split. Fewer samples than the
-    standard 50,000 bias FID upwards: report `n` with the number (``fid_n`` below)."""
+    standard 50,000 bias FID upwards: report `n` with the number (``fid_n`` below). `reference_n`
+    limits the reference to a fixed random subset of the split (``fid_reference_n``)."""
     n = 1000 if n is None else n
     network = network if network is not None else FIDNetwork.load()
     reference = _to_uint8(dataset.x)
     name = f"{dataset.name}-{dataset.split}".replace(":", "_")
+    if reference_n is not None and reference_n < len(reference):
+        # A fixed random subset (some splits are stored sorted by class).
+        reference = reference[np.random.default_rng(0).permutation(len(reference))[:reference_n]]
+        name += f"-n{reference_n}"
     print(f"reference statistics for {name} ({len(reference)} images, cached after the first time)", file=sys.stderr)
     ref = reference_stats(name, reference, network=network)
     samples = model_images(model, n, key=key, batch_size=min(batch_size, n))
@@ -60,6 +66,7 @@ def evaluate_images(
     if "fid" in metrics:
         out["fid"] = fid_from_stats(gaussian_stats(feats), ref)
         out["fid_n"] = float(n)
+        out["fid_reference_n"] = float(len(reference))
     if "kid" in metrics:
         ref_feats = fid_features(reference[: max(n, 1000)], network=network)
         mean, _ = kid(feats, ref_feats, subset_size=min(1000, n, len(ref_feats)))
