@@ -6,8 +6,13 @@ ratio to the official PyTorch code's times QUOTED in ../shared/reference/notes_n
     python scripts/bench_ncsn.py --dataset cifar10 --ngf 128 --batch 16 --sample-batch 16
     python scripts/bench_ncsn.py --dataset mnist --ngf 64 --batch 32 --sample-batch 16
     python scripts/bench_ncsn.py --dataset mnist --ngf 16 --batch 32 --variant v2   # the CPU preset
+    python scripts/bench_ncsn.py --dataset mnist --devices 2   # also data-parallel over 2 CPU devices
 
-Layout is NHWC throughout. Everything below is measured in this one run.
+Layout is NHWC throughout. Everything below is measured in this one run. With
+``--devices N`` on CPU the process splits the host into N XLA devices and also times the
+same steps with the batch sharded over them (what `zoo.fit` does with several devices):
+XLA:CPU runs a convolution on all cores but most elementwise and reduction kernels on one,
+so one program per core keeps both busy.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from zoo import samplers
+from zoo._train import data_mesh
 from zoo.ncsn import NCSNConfig
 
 
@@ -69,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-batch", type=int, default=16)
     p.add_argument("--langevin-steps", type=int, default=5, help="Langevin steps per timed scan")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--devices", type=int, default=1, help="also time data-parallel over N CPU devices")
     args = p.parse_args(argv)
+    if args.devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.devices)  # before the CPU backend starts
     size, ch = (28, 1) if args.dataset == "mnist" else (32, 3)
     ngf = args.ngf or (64 if args.dataset == "mnist" else 128)
     quoted = QUOTED.get((args.dataset, ngf)) if args.variant == "v1" else None
@@ -106,6 +116,19 @@ def main(argv: list[str] | None = None) -> None:
         rate = f_train / t_train
         line += f"; {f_train / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
     print(line)
+    t_train_dp = None
+    if args.devices > 1:
+        ndev = len(jax.devices())
+        if batch % ndev:
+            raise SystemExit(f"--batch {batch} is not divisible by --devices {ndev}")
+        mesh = data_mesh()
+        rep, shard = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+        args_dp = (jax.device_put(params, rep), jax.device_put(opt_state, rep), jax.device_put(x, shard), k)
+        t_train_dp = _time(train_step, *args_dp, repeats=args.repeats)
+        t_one = _time(train_step, params, opt_state, x, k, repeats=args.repeats)  # again, interleaved
+        t_train = min(t_train, t_one)
+        print(f"train step, batch {batch} data-parallel over {ndev} CPU devices: {t_train_dp:.3f} s "
+              f"({t_train / t_train_dp:.2f}x the single-device step, best of both single-device timings)")
 
     nb, ns = args.sample_batch, args.langevin_steps
     sampler = samplers.AnnealedLangevin.v1(cfg.sigmas, steps_per_level=ns, step_lr=2e-5)
@@ -127,6 +150,13 @@ def main(argv: list[str] | None = None) -> None:
         rate = f_lan / t_lan
         line += f"; {f_lan / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
     print(line)
+    t_lan_dp = None
+    if args.devices > 1 and nb % len(jax.devices()) == 0:
+        x0_dp = jax.device_put(x0, shard)
+        t_lan_dp = _time(langevin, jax.device_put(params, rep), x0_dp, k, repeats=args.repeats) / ns
+        t_lan = min(t_lan, _time(langevin, params, x0, k, repeats=args.repeats) / ns)
+        print(f"Langevin step, batch {nb} sharded over {len(jax.devices())} CPU devices: {t_lan_dp:.3f} s/step "
+              f"({t_lan / t_lan_dp:.2f}x the single-device step)")
 
     if quoted is None:
         print("no quoted PyTorch figure for this config (quoted: v1 cifar10 ngf 128, v1 mnist ngf 64)")
@@ -135,10 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     if qb == batch:
         print(f"vs official PyTorch (QUOTED, not re-measured): train {qt:.2f} s/step -> "
               f"ours is {qt / t_train:.2f}x as fast")
+        if t_train_dp is not None:
+            print(f"vs official PyTorch (QUOTED, not re-measured): train {qt:.2f} s/step -> "
+                  f"ours data-parallel over {len(jax.devices())} CPU devices is {qt / t_train_dp:.2f}x as fast")
     qb, ql = quoted["langevin"]
     if qb == nb:
         print(f"vs official PyTorch (QUOTED, not re-measured): Langevin {ql:.2f} s/step -> "
               f"ours is {ql / t_lan:.2f}x as fast")
+        if t_lan_dp is not None:
+            print(f"vs official PyTorch (QUOTED, not re-measured): Langevin {ql:.2f} s/step -> "
+                  f"ours data-parallel is {ql / t_lan_dp:.2f}x as fast")
 
 
 if __name__ == "__main__":

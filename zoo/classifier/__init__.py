@@ -24,6 +24,7 @@ from ._model import (
     training_arrays as training_arrays,
 )
 
+
 MNIST_CONFIG = ClassifierConfig(image_shape=(28, 28, 1), channels=(16, 32, 64), feature_dim=128)
 CIFAR10_CONFIG = ClassifierConfig(
     image_shape=(32, 32, 3),

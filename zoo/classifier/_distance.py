@@ -19,6 +19,7 @@ from .._errors import ZooError
 from ..metrics import frechet_distance, gaussian_stats
 from ._model import Classifier
 
+
 __all__ = ["ClassifierStats", "classifier_features", "classifier_frechet_distance", "reference_stats"]
 
 

