@@ -13,6 +13,7 @@ import zoo
 from zoo.ebm import (
     RBMConfig,
     ResNetEBMConfig,
+    data_mean_logits,
     effective_sample_size,
     lattice_coupling,
     lattice_ising,
@@ -51,12 +52,16 @@ def test_rbm_pcd_training_and_checkpoint(getkey, tmp_path):
         cfg = RBMConfig(visible=16, hidden=8, image_shape=None, train_sampler=sampler, sampling_steps=3,
                         buffer_size=32, sample_steps=5, ais_steps=20, ais_chains=8)
         model = cfg.build(key=getkey())
-        result = zoo.train(model, data, zoo.TrainConfig(steps=3, batch_size=8, learning_rate=1e-2, ema_decay=0.9,
-                                                        log_every=1), key=getkey(), progress=False)
+        # weight decay on every trainable array: the frozen base must not move
+        tc = zoo.TrainConfig(steps=3, batch_size=8, learning_rate=1e-2, optimizer="adamw", weight_decay=0.5,
+                             ema_decay=0.9, log_every=1)
+        result = zoo.train(model, data, tc, key=getkey(), progress=False)
         assert np.isfinite(result.history[-1]["loss"])
         assert result.state.buffer.shape == (32, 16)
-        # the base distribution was set from the data mean before training
-        assert float(jnp.max(jnp.abs(result.model.base_logits))) > 0
+        assert not np.allclose(result.model.W, model.W)
+        # the base distribution was set from the data mean before training, and stayed there
+        for m in (result.model, result.ema):
+            np.testing.assert_array_equal(m.base_logits, data_mean_logits(data))
     path = zoo.save(result.model, tmp_path / "rbm", ema=result.ema)
     loaded = zoo.load(path, weights="raw")
     np.testing.assert_array_equal(loaded.W, result.model.W)
@@ -71,7 +76,8 @@ def test_rbm_pcd_training_and_checkpoint(getkey, tmp_path):
     assert metrics["log_likelihood"] < 0
 
 
-def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path):
+def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo.ebm._resnet, "_CHUNK", 2)  # small host chunks (CPU), for speed
     data = _binary_data(32, (8, 8, 1), getkey())
     cfg = ResNetEBMConfig(channels=4, num_blocks=0, image_size=8, sampling_steps=1, buffer_size=16, l2=0.1,
                           sample_steps=2, ais_steps=2, ais_chains=4)
@@ -82,12 +88,25 @@ def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path):
     result = zoo.train(model, data, tc, key=getkey(), workdir=tmp_path / "run", progress=False)
     assert np.isfinite(result.history[-1]["loss"]) and "sampler_accept_prob" in result.history[-1]
     assert (tmp_path / "run" / "checkpoints").is_dir()
-    s = result.ema.sample(2, key=getkey())
-    assert s.shape == (2, 8, 8, 1)
+    s = result.ema.sample(3, key=getkey(), num_steps=4)  # two host chunks on CPU
+    assert s.shape == (3, 8, 8, 1)
+    monkeypatch.setattr(zoo.ebm._resnet, "_chunk", lambda: None)  # the one-scan path (GPU / TPU)
+    assert result.ema.sample(3, key=getkey(), num_steps=2).shape == (3, 8, 8, 1)
+    monkeypatch.undo()
     out = result.ema.evaluate(data[:4], key=getkey())
     assert np.isfinite(out["log_likelihood"])
     with pytest.raises(zoo.DataError, match="64 pixels"):
         model.loss(jnp.zeros((2, 10)), result.state, key=getkey())
+
+
+def test_num_params_counts_what_the_driver_trains(getkey):
+    """The frozen base logits are not counted (nor trained: test_rbm_pcd_training_and_checkpoint)."""
+    model = RBMConfig(visible=6, hidden=3, image_shape=None).build(key=getkey())
+    assert zoo.num_params(model) == 6 * 3 + 6 + 3
+    resnet = ResNetEBMConfig(channels=4, num_blocks=0, image_size=8).build(key=getkey())
+    every = sum(x.size for x in jax.tree.leaves(eqx.filter(resnet, eqx.is_inexact_array)))
+    assert zoo.num_params(resnet) == every - 64
+    assert zoo.num_params(eqx.nn.Linear(3, 2, key=getkey())) == 8  # plain modules: every inexact array
 
 
 def test_effective_sample_size():

@@ -38,6 +38,25 @@ def test_batched_layout(getkey):
 def test_bad_arguments(getkey):
     with pytest.raises(ValueError, match="multiple of thin"):
         samplers.run(Counter(), None, jnp.zeros(()), num_steps=5, thin=2, key=getkey())
+    with pytest.raises(ValueError, match="unroll"):
+        samplers.run(Counter(), None, jnp.zeros(()), num_steps=4, unroll=0, key=getkey())
+
+
+@pytest.mark.parametrize("burn_in,thin,unroll", [(0, 1, 5), (2, 3, 6)])
+def test_unroll_gives_the_same_chain(burn_in, thin, unroll, getkey):
+    """`unroll` changes only the compiled loop, not the chain: same keys, same states."""
+    sampler, key = samplers.Langevin(0.1), getkey()
+
+    def go(unroll):
+        return jax.jit(
+            lambda k: samplers.run(sampler, lambda x: -x, jnp.ones((3, 2)), num_steps=12, burn_in=burn_in, thin=thin,
+                                   save=True, batched=True, unroll=unroll, key=k)
+        )(key)
+
+    base, res = go(1), go(unroll)
+    np.testing.assert_allclose(res.samples, base.samples, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(res.final, base.final, rtol=1e-6, atol=1e-6)
+    assert base.samples.shape == (12 // thin, 3, 2)
 
 
 def test_langevin_stationary_gaussian(getkey):

@@ -48,6 +48,12 @@ class AbstractModel(eqx.Module):
         del data, key
         return None
 
+    def trainable(self) -> PyTree[bool]:
+        """Which leaves the training driver optimises, as a filter spec for `eqx.partition`
+        (default: every inexact array). Families with frozen arrays (e.g. a fixed base
+        distribution) set those leaves to False; `zoo.num_params` counts the rest."""
+        return jax.tree.map(eqx.is_inexact_array, self)
+
     @abc.abstractmethod
     def loss(
         self, batch: PyTree[Array], state: PyTree, *, key: PRNGKeyArray
@@ -108,6 +114,8 @@ def train(
 
 
 def num_params(model: eqx.Module) -> int:
-    """Number of trainable (inexact array) parameters of `model`."""
-    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    """Number of trainable parameters of `model`: the leaves `model.trainable()` selects
+    (what `zoo.fit` optimises) for zoo models, every inexact array for other modules."""
+    spec = model.trainable() if isinstance(model, AbstractModel) else eqx.is_inexact_array
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, spec))
     return int(sum(x.size for x in leaves))

@@ -1,7 +1,7 @@
 """The shared training driver: `fit`.
 
-One jitted step (optax update of the model's inexact arrays, the family's auxiliary
-state, optional EMA), data-parallel over every local device through `jax.sharding`
+One jitted step (optax update of the arrays `model.trainable()` selects, the family's
+auxiliary state, optional EMA), data-parallel over every local device through `jax.sharding`
 (batch sharded over a ``data`` mesh axis, parameters replicated), multi-host through
 `jax.distributed`. Periodic Orbax checkpoints of the full training state make a run
 resumable: a run resumed from its last checkpoint sees exactly the batches and PRNG
@@ -164,11 +164,12 @@ def _make_step(config: TrainConfig) -> Callable:
 
     @eqx.filter_jit(donate="all-except-first")
     def step(key, model, opt_state, state, batch):
-        def loss_fn(m):
-            return m.loss(batch, state, key=key)
+        params, frozen = eqx.partition(model, model.trainable())
 
-        (loss, (new_state, metrics)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
-        params = eqx.filter(model, eqx.is_inexact_array)
+        def loss_fn(p):
+            return eqx.combine(p, frozen).loss(batch, state, key=key)
+
+        (loss, (new_state, metrics)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         model = eqx.apply_updates(model, updates)
         metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
@@ -268,10 +269,10 @@ def fit(
     key_state, key_steps = jax.random.split(key)
 
     model = _place(model, replicated)
-    params = eqx.filter(model, eqx.is_inexact_array)
+    params = eqx.filter(model, model.trainable())
     opt_state = optimizer.init(params)
     if ema is not None and config.ema_decay is not None:
-        ema_init = eqx.filter(ema, eqx.is_inexact_array)
+        ema_init = eqx.filter(ema, ema.trainable())
         opt_state = opt_state[:-1] + (type(opt_state[-1])(ema=ema_init),)
     opt_state = _place(opt_state, replicated)
     state = _place(model.init_state(data, key=key_state), replicated)
@@ -334,7 +335,7 @@ def fit(
     ema_params_tree = get_ema(opt_state)
     ema_model = None
     if ema_params_tree is not None:
-        ema_model = eqx.combine(ema_params_tree, eqx.filter(model, eqx.is_inexact_array, inverse=True))
+        ema_model = eqx.combine(ema_params_tree, eqx.filter(model, model.trainable(), inverse=True))
     info = {
         "steps": config.steps,
         "hardware": hardware(),

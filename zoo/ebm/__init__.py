@@ -5,6 +5,7 @@ and evaluated by AIS."""
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
 from ._ais import (
+    AISKernel as AISKernel,
     AISResult as AISResult,
     AnnealedTarget as AnnealedTarget,
     ais as ais,
@@ -19,11 +20,11 @@ from ._metrics import (
     mmd as mmd,
 )
 from ._pcd import (
+    AbstractPCDModel as AbstractPCDModel,
     PCDState as PCDState,
     data_mean_logits as data_mean_logits,
     init_buffer as init_buffer,
     pcd_loss as pcd_loss,
-    run_unrolled as run_unrolled,
 )
 from ._rbm import RBM as RBM, RBMConfig as RBMConfig, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
 from ._resnet import ResNetEBM as ResNetEBM, ResNetEBMConfig as ResNetEBMConfig

@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
 
@@ -59,44 +59,40 @@ class AISResult(eqx.Module):
     samples: Float[Array, "chains D"]
 
 
-def _chain_steps(sampler, inner, base_logits, x, cache, logw, betas, keys, unrolled: bool):
-    """Advance one chain over consecutive temperatures ``betas[1:]`` (``betas[0]`` is current)."""
+class AISKernel(samplers.AbstractSampler):
+    """One AIS transition as a sampler, so that `zoo.samplers.run` drives AIS.
 
-    def one(carry, inputs):
-        x, cache, logw = carry
-        b_prev, b, k = inputs
-        t = AnnealedTarget(base_logits, inner, b)
-        logw = logw + (b - b_prev) * (inner.log_prob(x, cache[0]) - t.base_log_prob(x))
-        if isinstance(sampler, samplers.GWG):
-            state = samplers.GWGState(cache=cache, log_q=sampler.proposal_logits(x, t.grad(x, cache)))
+    The chain's position is ``(x, log_w)``; its state is ``(cache, t)``, the annealed
+    target's cache and the step index. Step ``t`` adds ``(beta_{t+1} - beta_t) (f(x) -
+    log p0(x))`` to ``log_w`` and then takes one `sampler` step that leaves
+    ``f_{beta_{t+1}}`` invariant. The target passed to `run` is the inner (binary) target.
+    """
+
+    sampler: samplers.AbstractSampler
+    base_logits: Float[Array, " D"]
+    betas: Float[Array, " T1"]
+
+    def init(self, target: samplers.AbstractBinaryTarget, x: tuple[Array, Array]):
+        at = AnnealedTarget(self.base_logits, target, self.betas[0])
+        return at.init(x[0]), jnp.zeros((), jnp.int32)
+
+    def step(self, target: samplers.AbstractBinaryTarget, x: tuple[Array, Array], state, *, key: PRNGKeyArray):
+        (x, logw), (cache, t) = x, state
+        b_prev, b = self.betas[t], self.betas[t + 1]
+        at = AnnealedTarget(self.base_logits, target, b)
+        logw = logw + (b - b_prev) * (target.log_prob(x, cache[0]) - at.base_log_prob(x))
+        if isinstance(self.sampler, samplers.GWG):  # the proposal at the new temperature
+            inner_state = samplers.GWGState(cache=cache, log_q=self.sampler.proposal_logits(x, at.grad(x, cache)))
         else:
-            state = cache
-        x, state, _ = sampler.step(t, x, state, key=k)
-        cache = state.cache if isinstance(sampler, samplers.GWG) else state
-        return (x, cache, logw), None
-
-    inputs = (betas[:-1], betas[1:], keys)
-    carry = (x, cache, logw)
-    if unrolled:
-        for i in range(keys.shape[0]):
-            carry, _ = one(carry, jax.tree.map(lambda v: v[i], inputs))
-    else:
-        carry, _ = jax.lax.scan(one, carry, inputs)
-    return carry
+            inner_state = cache
+        x, inner_state, info = self.sampler.step(at, x, inner_state, key=key)
+        cache = inner_state.cache if isinstance(self.sampler, samplers.GWG) else inner_state
+        return (x, logw), (cache, t + 1), info
 
 
 @eqx.filter_jit
-def _init_caches(target: AnnealedTarget, x: Float[Array, "n D"]) -> PyTree:
-    return jax.vmap(target.init)(x)
-
-
-@eqx.filter_jit
-def _advance(sampler, inner, base_logits, x, cache, logw, betas, key, unrolled):
-    n, steps = x.shape[0], betas.shape[0] - 1
-    keys = jax.random.split(key, (n, steps))
-    return jax.vmap(
-        lambda x, c, w, k: _chain_steps(sampler, inner, base_logits, x, c, w, betas, k, unrolled)
-    )(x, cache, logw, keys)
+def _run_ais(kernel: AISKernel, inner: Any, x: Array, logw: Array, num_steps: int, key: PRNGKeyArray, unroll: int):
+    return samplers.run(kernel, inner, (x, logw), num_steps=num_steps, key=key, batched=True, unroll=unroll).final
 
 
 def ais(
@@ -110,13 +106,15 @@ def ais(
     chunk: int | None = None,
 ) -> AISResult:
     """AIS from the Bernoulli base with logits `base_logits` to `target` (a log-density
-    callable on one example or an `AbstractBinaryTarget`).
+    callable on one example or an `AbstractBinaryTarget`), driven by `zoo.samplers.run`.
 
     - `num_steps`: intermediate distributions (MCMC transitions); `num_chains`: chains.
     - `sampler`: the transition kernel (default `GWG()`; any binary sampler whose state is
       the target cache, e.g. `RandomScanGibbs`, also works).
-    - `chunk`: None runs all steps in one `lax.scan`; an integer runs host-side chunks of
-      `chunk` unrolled steps (for convolutional targets, which XLA:CPU runs slowly in loops).
+    - `chunk`: None runs all steps in one jitted `lax.scan`; an integer runs a host loop
+      of jitted chunks of `chunk` fully unrolled steps (for convolutional targets, which
+      XLA:CPU runs ~4x slower inside any loop, even a partly unrolled one:
+      scripts/bench_ebm_unroll.py).
     """
     sampler = samplers.GWG() if sampler is None else sampler
     inner = samplers.as_binary_target(target)
@@ -124,18 +122,15 @@ def ais(
     k0, k1 = jax.random.split(key)
     p0 = jax.nn.sigmoid(base_logits)[None, :]
     x = jax.random.bernoulli(k0, p0, (num_chains, base_logits.shape[0])).astype(jnp.float32)
-    at0 = AnnealedTarget(base_logits, inner, jnp.zeros((), jnp.float32))
-    cache = _init_caches(at0, x)
     logw = jnp.zeros((num_chains,), jnp.float32)
     betas = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32)
     if chunk is None:
-        x, cache, logw = _advance(sampler, inner, base_logits, x, cache, logw, betas, k1, False)
+        x, logw = _run_ais(AISKernel(sampler, base_logits, betas), inner, x, logw, num_steps, k1, 1)
     else:
         for i, start in enumerate(range(0, num_steps, chunk)):
-            stop = min(start + chunk, num_steps)
-            x, cache, logw = _advance(
-                sampler, inner, base_logits, x, cache, logw, betas[start : stop + 1], jax.random.fold_in(k1, i), True
-            )
+            n = min(chunk, num_steps - start)
+            kernel = AISKernel(sampler, base_logits, betas[start : start + n + 1])
+            x, logw = _run_ais(kernel, inner, x, logw, n, jax.random.fold_in(k1, i), n)
     log_z = jax.scipy.special.logsumexp(logw) - math.log(num_chains)
     return AISResult(log_z=log_z, log_weights=logw, samples=x)
 

@@ -10,7 +10,8 @@ whose gradient is the maximum-likelihood gradient estimate.
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -19,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
+from .._model import AbstractModel
 
 
 class PCDState(eqx.Module):
@@ -46,21 +48,6 @@ def frozen(model: Any) -> Any:
     return eqx.combine(jax.lax.stop_gradient(params), static)
 
 
-def run_unrolled(
-    sampler: samplers.AbstractSampler, target: Any, x0: Float[Array, "B D"], num_steps: int, *, key: PRNGKeyArray
-) -> tuple[Float[Array, "B D"], dict[str, Array]]:
-    """`num_steps` transitions of batched chains as straight-line code (no loop), with
-    the per-chain step statistics averaged. For short runs of convolutional targets."""
-    state = jax.vmap(sampler.init, in_axes=(None, 0))(target, x0)
-    x = x0
-    sums: dict[str, Array] = {}
-    for k in jax.random.split(key, num_steps):
-        keys = jax.random.split(k, x.shape[0])
-        x, state, info = jax.vmap(lambda x, s, kk: sampler.step(target, x, s, key=kk))(x, state, keys)
-        sums = info if not sums else jax.tree.map(jnp.add, sums, info)
-    return x, jax.tree.map(lambda v: v / num_steps, sums)
-
-
 def pcd_loss(
     model: Any,
     x_data: Float[Array, "B D"],
@@ -70,14 +57,14 @@ def pcd_loss(
     num_steps: int,
     reinit_freq: float,
     l2: float,
-    unroll: bool = False,
+    unroll: int = 1,
     reg_fn: Any = None,
     key: PRNGKeyArray,
 ) -> tuple[Float[Array, ""], tuple[PCDState, dict[str, Array]]]:
     """The PCD surrogate loss. `model` provides ``log_prob(x)`` (one flat example),
     ``target()`` (what `sampler` runs on) and ``base_logits`` (the re-init distribution).
-    ``unroll=True`` unrolls the `num_steps` transitions instead of scanning them (XLA:CPU
-    runs convolutions inside loop bodies ~10x slower; use it for convolutional models)."""
+    `unroll` is passed to `zoo.samplers.run`; ``unroll=num_steps`` compiles the chains to
+    straight-line code, which XLA:CPU runs convolutional models several times faster."""
     b = x_data.shape[0]
     n = state.buffer.shape[0]
     if b > n:
@@ -89,11 +76,8 @@ def pcd_loss(
     reinit = jax.random.bernoulli(k_re, reinit_freq, (b, 1))
     x_new = jax.random.bernoulli(k_init, jax.nn.sigmoid(fixed.base_logits)[None, :], x_buf.shape).astype(x_buf.dtype)
     x0 = jnp.where(reinit, x_new, x_buf)
-    if unroll:
-        x_fake, info = run_unrolled(sampler, fixed.target(), x0, num_steps, key=k_run)
-    else:
-        result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True)
-        x_fake, info = result.final, result.info
+    result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True, unroll=unroll)
+    x_fake, info = result.final, result.info
     x_fake = jax.lax.stop_gradient(x_fake)
     buffer = state.buffer.at[idx].set(x_fake)
 
@@ -112,3 +96,38 @@ def pcd_loss(
         **{f"sampler_{k}": jnp.mean(v) for k, v in info.items()},
     }
     return loss, (PCDState(buffer=buffer), metrics)
+
+
+class AbstractPCDModel(AbstractModel):
+    """A model trained by `pcd_loss` from a frozen data-mean Bernoulli base.
+
+    ``base_logits`` (frozen: not trained, not counted by `zoo.num_params`) re-initialises
+    chains and is the AIS base; the replay buffer holds ``config.buffer_size`` chains. A
+    fresh model (all-zero ``base_logits``) gets its base from the training data first.
+    """
+
+    if TYPE_CHECKING:  # a field of each concrete class (an `AbstractVar` here would move it
+        # first in the field order, which is the checkpoints' leaf order)
+        base_logits: Float[Array, " D"]
+
+    @abc.abstractmethod
+    def with_base(self, data: np.ndarray) -> Any:
+        """This model with its base distribution set from the data mean of `data`."""
+
+    @abc.abstractmethod
+    def fits_base(self) -> bool:
+        """Whether training a fresh model sets the base from the data first."""
+
+    def trainable(self) -> Any:
+        return eqx.tree_at(lambda m: m.base_logits, AbstractModel.trainable(self), False)
+
+    def train(self, data: Any, config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
+        """The shared driver `zoo.fit`, after setting the base distribution from the data
+        mean when it is still unset (a fresh model; a loaded one keeps its own)."""
+        model = self
+        if self.fits_base() and not bool(jnp.any(self.base_logits != 0)):
+            model = self.with_base(np.asarray(data))
+        return AbstractModel.train(model, data, config, key=key, **kwargs)
+
+    def init_state(self, data: Any, *, key: PRNGKeyArray) -> PCDState:
+        return init_buffer(self.base_logits, self.config.buffer_size, key=key)  # pyright: ignore[reportAttributeAccessIssue]

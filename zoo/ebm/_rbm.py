@@ -9,7 +9,7 @@ one matrix-vector product, so a GWG step costs one ``D x H`` product per chain.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -20,8 +20,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 from .. import samplers
 from .._config import AbstractConfig
 from .._errors import ConfigError, DataError
-from .._model import AbstractModel
-from ._pcd import PCDState, data_mean_logits, init_buffer, pcd_loss
+from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, pcd_loss
 
 
 class RBMTarget(samplers.AbstractBinaryTarget):
@@ -97,7 +96,7 @@ class RBMConfig(AbstractConfig):
         return RBM(self, key=key)
 
 
-class RBM(AbstractModel):
+class RBM(AbstractPCDModel):
     """Bernoulli RBM with weights ``W`` (visible x hidden), biases ``b`` (visible), ``c`` (hidden)."""
 
     config: RBMConfig = eqx.field(static=True)
@@ -118,6 +117,9 @@ class RBM(AbstractModel):
         logits = jnp.asarray(data_mean_logits(data))
         return eqx.tree_at(lambda m: (m.b, m.base_logits), self, (logits, logits))
 
+    def fits_base(self) -> bool:
+        return True
+
     def target(self) -> RBMTarget:
         return RBMTarget(self.W, self.b, self.c)
 
@@ -133,16 +135,6 @@ class RBM(AbstractModel):
         if x.ndim < 2 or x[0].size != self.config.visible:
             raise DataError(f"expected examples with {self.config.visible} binary units, got shape {x.shape}")
         return x.reshape(x.shape[0], self.config.visible).astype(jnp.float32)
-
-    def train(self, data: PyTree[np.ndarray], config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
-        """The shared driver `zoo.fit`; a fresh model first gets data-mean visible biases."""
-        model = self
-        if not bool(jnp.any(self.base_logits != 0)):
-            model = self.with_base(np.asarray(data))
-        return AbstractModel.train(model, data, config, key=key, **kwargs)
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> PCDState:
-        return init_buffer(self.base_logits, self.config.buffer_size, key=key)
 
     def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
         c = self.config

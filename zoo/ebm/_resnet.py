@@ -7,7 +7,7 @@ makes the AIS base distribution the EBM at beta = 0 up to the network term).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -18,8 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from .. import samplers
 from .._config import AbstractConfig
 from .._errors import DataError
-from .._model import AbstractModel
-from ._pcd import PCDState, init_buffer, pcd_loss, run_unrolled
+from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, pcd_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,22 +64,24 @@ class _Block(eqx.Module):
         return jax.nn.silu(out)
 
 
-def _sample_chunks(model: ResNetEBM, x0: Array, steps: int, key: PRNGKeyArray, chunk: int = 10) -> Array:
-    # Host loop over jitted chunks of unrolled GWG steps: XLA:CPU runs convolutions inside
-    # loop bodies ~10x slower than straight-line code. The GWG state restarts per chunk
-    # (one extra gradient evaluation per chunk; the chain is the same Markov chain).
-    x = x0
-    for i, start in enumerate(range(0, steps, chunk)):
-        x = _unrolled_chunk(model, x, jax.random.fold_in(key, i), min(chunk, steps - start))
-    return x
+# XLA:CPU runs these convolutions ~4x slower inside any compiled loop, even a partly
+# unrolled one, than in straight-line code (scripts/bench_ebm_unroll.py). So PCD fully
+# unrolls its few steps per update, and long runs (sampling, AIS) on CPU are a host loop
+# over jitted chunks of `_CHUNK` fully unrolled steps of the shared driver; elsewhere one scan.
+_CHUNK = 10
+
+
+def _chunk() -> int | None:
+    return _CHUNK if jax.default_backend() == "cpu" else None
 
 
 @eqx.filter_jit
-def _unrolled_chunk(model: ResNetEBM, x: Array, key: PRNGKeyArray, n: int) -> Array:
-    return run_unrolled(model.sampler(), model.target(), x, n, key=key)[0]
+def _run(model: ResNetEBM, x: Array, steps: int, key: PRNGKeyArray, unroll: int) -> Array:
+    return samplers.run(model.sampler(), model.target(), x, num_steps=steps, key=key, batched=True,
+                        unroll=unroll).final
 
 
-class ResNetEBM(AbstractModel):
+class ResNetEBM(AbstractPCDModel):
     """``log_prob(x)`` on flat binary images (D = image_size**2)."""
 
     config: ResNetEBMConfig = eqx.field(static=True)
@@ -106,9 +107,10 @@ class ResNetEBM(AbstractModel):
 
     def with_base(self, data: np.ndarray) -> ResNetEBM:
         """This model with its base distribution set to the data mean of `data`."""
-        from ._pcd import data_mean_logits
-
         return eqx.tree_at(lambda m: m.base_logits, self, jnp.asarray(data_mean_logits(data)))
+
+    def fits_base(self) -> bool:
+        return self.config.base_dist
 
     def base_log_prob(self, x: Float[Array, " D"]) -> Float[Array, ""]:
         logits = jax.lax.stop_gradient(self.base_logits)
@@ -138,22 +140,11 @@ class ResNetEBM(AbstractModel):
             raise DataError(f"expected binary images with {self.dim} pixels each, got shape {x.shape}")
         return x.reshape(x.shape[0], self.dim).astype(jnp.float32)
 
-    def train(self, data: PyTree[np.ndarray], config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
-        """The shared driver `zoo.fit`, after setting the base distribution to the data mean
-        when it is still unset (a fresh model; a loaded one keeps its own)."""
-        model = self
-        if self.config.base_dist and not bool(jnp.any(self.base_logits != 0)):
-            model = self.with_base(np.asarray(data))
-        return AbstractModel.train(model, data, config, key=key, **kwargs)
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> PCDState:
-        return init_buffer(self.base_logits, self.config.buffer_size, key=key)
-
     def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
         c = self.config
         return pcd_loss(
             self, self._flat(batch), state, sampler=self.sampler(), num_steps=c.sampling_steps,
-            reinit_freq=c.reinit_freq, l2=c.l2, unroll=True, reg_fn=self.net, key=key,
+            reinit_freq=c.reinit_freq, l2=c.l2, unroll=c.sampling_steps, reg_fn=self.net, key=key,
         )
 
     def sample(self, n: int, *, key: PRNGKeyArray, num_steps: int | None = None) -> Float[Array, "n h w 1"]:
@@ -161,7 +152,14 @@ class ResNetEBM(AbstractModel):
         k0, k1 = jax.random.split(key)
         x0 = jax.random.bernoulli(k0, jax.nn.sigmoid(self.base_logits)[None, :], (n, self.dim)).astype(jnp.float32)
         steps = num_steps or self.config.sample_steps
-        out = _sample_chunks(self, x0, steps, k1)
+        chunk = _chunk()
+        if chunk is None:
+            out = _run(self, x0, steps, k1, 1)
+        else:  # the GWG state restarts per chunk: one extra gradient, the same Markov chain
+            out = x0
+            for i, start in enumerate(range(0, steps, chunk)):
+                m = min(chunk, steps - start)
+                out = _run(self, out, m, jax.random.fold_in(k1, i), m)
         s = self.config.image_size
         return out.reshape(n, s, s, 1)
 
@@ -176,5 +174,5 @@ class ResNetEBM(AbstractModel):
         return ais_log_likelihood(
             self.target(), self.base_logits, self._flat(data), self.log_prob,
             num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=self.sampler(),
-            chunk=10, key=key,
+            chunk=_chunk(), key=key,
         )

@@ -39,6 +39,7 @@ def _chain(
     thin: int,
     save: bool,
     progress: ProgressMeter | None,
+    unroll: int,
 ) -> ChainResult:
     state = sampler.init(target, x0)
 
@@ -50,18 +51,28 @@ def _chain(
     key_burn, key_main = jax.random.split(key)
     carry = (x0, state)
     if burn_in > 0:
-        carry, _ = jax.lax.scan(one, carry, jax.random.split(key_burn, burn_in))
+        carry, _ = jax.lax.scan(one, carry, jax.random.split(key_burn, burn_in), unroll=min(unroll, burn_in))
 
     def block(carry, inputs):
         i, k = inputs
-        carry, infos = jax.lax.scan(one, carry, jax.random.split(k, thin))
+        keys = jax.random.split(k, thin)
+        if thin == 1:  # no inner loop, so that `unroll` unrolls straight-line steps
+            carry, info = one(carry, keys[0])
+        else:
+            carry, infos = jax.lax.scan(one, carry, keys, unroll=min(unroll, thin))
+            info = jax.tree.map(lambda v: jnp.sum(v, axis=0), infos)
         if progress is not None:
             progress.update(burn_in + (i + 1) * thin)
         x = carry[0]
-        return carry, (x if save else None, jax.tree.map(lambda v: jnp.sum(v, axis=0), infos))
+        return carry, (x if save else None, info)
 
     indices = jnp.arange(num_saved)
-    carry, (samples, info_sums) = jax.lax.scan(block, carry, (indices, jax.random.split(key_main, num_saved)))
+    # About `unroll` transitions per loop iteration: the inner (thinning) loop unrolls
+    # first, the outer one by the rest.
+    outer = min(max(1, unroll // thin), num_saved)
+    carry, (samples, info_sums) = jax.lax.scan(
+        block, carry, (indices, jax.random.split(key_main, num_saved)), unroll=outer
+    )
     total = num_saved * thin
     info = jax.tree.map(lambda v: jnp.sum(v, axis=0) / total, info_sums)
     return ChainResult(final=carry[0], samples=samples, info=info)
@@ -79,6 +90,7 @@ def run(
     save: bool = False,
     batched: bool = False,
     progress: bool | ProgressMeter = False,
+    unroll: int = 1,
 ) -> ChainResult:
     """Run `sampler` on `target` from `x0` for `burn_in + num_steps` transitions.
 
@@ -93,6 +105,12 @@ def run(
     - `thin`: save every `thin`-th state.
     - `save`: whether to return the saved states (they cost memory).
     - `progress`: show a progress bar (or pass a `ProgressMeter`).
+    - `unroll`: transitions per iteration of the compiled loop (passed to `lax.scan`;
+      the chain is the same for every value). ``unroll >= max(burn_in, num_steps)`` (with
+      ``thin=1``) compiles straight-line code with no loop: XLA:CPU runs convolutional
+      targets several times faster that way, and a partly unrolled loop does not recover
+      it (scripts/bench_ebm_unroll.py); so for long runs of such targets on CPU, call `run`
+      on chunks of a few fully unrolled steps.
     - `key`: PRNG key.
 
     The whole loop is one `lax.scan` under `jit` (callers jit `run` or the function
@@ -102,6 +120,8 @@ def run(
         raise ValueError(f"need num_steps > 0, thin > 0, burn_in >= 0; got {num_steps}, {thin}, {burn_in}")
     if num_steps % thin:
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
+    if isinstance(unroll, bool) or unroll < 1:
+        raise ValueError(f"unroll must be a positive int, got {unroll!r}")
     meter = (
         progress
         if isinstance(progress, ProgressMeter)
@@ -123,11 +143,12 @@ def run(
                 thin,
                 save,
                 meter.only_if(first) if meter is not None else None,
+                unroll,
             )
         )(x0, keys, jnp.arange(n) == 0)
         # vmap puts the chain axis first; the documented layout is (saved, chain, ...).
         samples = None if result.samples is None else jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), result.samples)
         result = ChainResult(final=result.final, samples=samples, info=result.info)
     else:
-        result = _chain(sampler, target, x0, key, num_saved, burn_in, thin, save, meter)
+        result = _chain(sampler, target, x0, key, num_saved, burn_in, thin, save, meter, unroll)
     return result
