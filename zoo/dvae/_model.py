@@ -82,25 +82,62 @@ class DVAE(AbstractModel):
 
     def estimate(self, x: Float[Array, "n P"], *, key: PRNGKeyArray) -> tuple[Float[Array, "n D"], Estimate]:
         """Encoder logits and one estimator call per data point."""
-        eta = jax.vmap(self.encoder)(x)
-
-        def f(b, xi, ei):
-            return self.negative_elbo_fn(xi, ei)(b)
-
-        est = self.estimator.estimate_batch(f, eta, (x, eta), key=key, chunk=self.config.combine_chunk)
+        eta, est, _ = self._estimate(x, key=key, decoder_grad=False)
         return eta, est
+
+    def _estimate(self, x: Float[Array, "n P"], *, key: PRNGKeyArray, decoder_grad: bool):
+        """`estimate`, evaluating f = -ELBO itself: one backward pass through the decoder gives
+        both ``df/db`` at every sample (if the estimator uses it) and, with ``decoder_grad``, the
+        decoder's gradient of ``sum f`` (the official code also takes both from one tape). The
+        values are constants of the decoder here; `loss` adds the decoder gradient explicitly."""
+        eta = jax.vmap(self.encoder)(x)
+        eta_c = jax.lax.stop_gradient(eta)
+        est = self.estimator
+        b = est.draw_batch(eta_c, key=key)  # (n, K, D)
+
+        def values(decoder, bb):  # f(b) = -ELBO(x, b) with the given decoder
+            model = eqx.tree_at(lambda m: m.decoder, self, decoder)
+            one = lambda bi, xi, ei: -model.log_weight(xi, bi, ei)  # noqa: E731
+            return jax.vmap(jax.vmap(one, in_axes=(0, None, None)))(bb, x, eta_c)
+
+        decoder = jax.lax.stop_gradient(self.decoder)
+        g_dec = grad_b = None
+        if est.uses_gradient:
+            f_b, vjp = jax.vjp(values, decoder, b)
+            g_dec, grad_b = vjp(jnp.ones_like(f_b))
+        elif decoder_grad:
+            f_b, vjp = jax.vjp(lambda d: values(d, b), decoder)
+            (g_dec,) = vjp(jnp.ones_like(f_b))
+        else:
+            f_b = values(decoder, b)
+        grad = est.combine_batch(eta_c, b, f_b, grad_b, chunk=self.config.combine_chunk)
+        return eta, Estimate(grad=grad, samples=b, values=f_b), (g_dec if decoder_grad else None)
+
+    def binarize_batch(self, batch: Array, *, key: PRNGKeyArray) -> Float[Array, "n P"]:
+        """A training batch as flat pixels: with `dynamic_binarization`, fresh Bernoulli(grey value)
+        pixels drawn with `key` (a new key every step, so every epoch sees new binary images, as in
+        the papers); otherwise the (already binary) batch as it is."""
+        x = self._flatten(batch)
+        if self.config.dynamic_binarization:
+            x = jax.random.bernoulli(key, x).astype(jnp.float32)
+        return x
 
     def loss(self, batch: Array, state: None, *, key: PRNGKeyArray) -> tuple[Float[Array, ""], tuple[None, dict]]:
         k_bin, k_est = jax.random.split(key)
-        x = self._flatten(batch)
-        if self.config.dynamic_binarization:
-            x = jax.random.bernoulli(k_bin, x).astype(jnp.float32)
-        eta, est = self.estimate(x, key=k_est)
+        x = self.binarize_batch(batch, key=k_bin)
+        eta, est, g_dec = self._estimate(x, key=k_est, decoder_grad=True)
         neg_elbo = jnp.mean(est.values)
+        # decoder: the gradient of mean(f) over the batch and the K samples
+        scale = 1.0 / est.values.size
+        dec_term = sum(
+            jnp.sum(jax.lax.stop_gradient(g) * scale * p)
+            for g, p in zip(jax.tree_util.tree_leaves(g_dec), jax.tree_util.tree_leaves(self.decoder))
+        )
         g = est.grad
         encoder_term = jnp.mean(jnp.sum(jax.lax.stop_gradient(g) * eta, axis=-1))
         var = variance_loss(g)
-        loss = neg_elbo + (encoder_term - jax.lax.stop_gradient(encoder_term)) + (var - jax.lax.stop_gradient(var))
+        surrogate = dec_term + encoder_term + var
+        loss = neg_elbo + (surrogate - jax.lax.stop_gradient(surrogate))
         return loss, (state, {"neg_elbo": neg_elbo, "grad_sq": jax.lax.stop_gradient(var)})
 
     # ----------------------------------------------------------------- sampling

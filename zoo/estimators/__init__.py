@@ -8,11 +8,13 @@ from ``num_samples`` evaluations of ``f``:
     g = est(f, logits, key=jax.random.key(1))          # (D,)
     exact = ze.exact_gradient(f, logits)                # small D only
 
-`Reinforce`, `ReinforceBaseline`, `RLOO`, `DisARM`, `DoubleCV` and `RODEO` share the
+`Reinforce`, `ReinforceBaseline`, `RLOO`, `DisARM` (even K), `ARMS` (its generalisation to
+any K), `DoubleCV` and `RODEO` share the
 `AbstractEstimator` interface; learned auxiliary parameters are trained by minimising
 `variance_loss` of the estimate.
 """
 
+from ._arms import ARMS as ARMS
 from ._base import (
     AbstractEstimator as AbstractEstimator,
     AbstractIIDEstimator as AbstractIIDEstimator,

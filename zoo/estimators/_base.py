@@ -38,6 +38,12 @@ class AbstractEstimator(eqx.Module):
     """An unbiased estimator of ``grad_logits E_{z ~ Bernoulli(sigmoid(logits))}[f(z)]``
     for factorised Bernoulli z, using ``num_samples`` evaluations of f.
 
+    Every estimator works in two steps around the evaluations of f: `draw` the K points where f
+    is evaluated, then `combine` them with their values (and, if `uses_gradient`, the gradients
+    ``df/db`` at them) into the estimate. `estimate` does both with f in between; a caller that
+    evaluates f itself (e.g. a VAE that gets ``df/db`` and its decoder gradient from one backward
+    pass) calls `draw_batch` and `combine_batch`.
+
     Single-example: `logits` has shape ``(D,)``; use `jax.vmap` for batches. Learned
     auxiliary parameters (baselines, control variate weights, control networks) are the
     module's inexact arrays; train them by minimising ``mean(grad**2)`` (`variance_loss`).
@@ -47,8 +53,51 @@ class AbstractEstimator(eqx.Module):
     uses_gradient: ClassVar[bool] = False  # whether f's gradient at the samples is needed
 
     @abc.abstractmethod
+    def draw(self, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Float[Array, "K D"]:
+        """The ``num_samples`` binary points (as floats) at which f is evaluated."""
+
+    @abc.abstractmethod
+    def combine(
+        self,
+        logits: Float[Array, " D"],
+        b: Float[Array, "K D"],
+        f_b: Float[Array, " K"],
+        grad_b: Float[Array, "K D"] | None,
+    ) -> Float[Array, " D"]:
+        """The estimate from the drawn points `b`, their f values and (if `uses_gradient`) the
+        gradients of f there (all constants here); it also reproduces the official code from
+        the same inputs."""
+
     def estimate(self, f: ObjectiveFn, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Estimate:
         """Draw samples, evaluate f and return an `Estimate`."""
+        b = self.draw(jax.lax.stop_gradient(logits), key=key)
+        if self.uses_gradient:
+            f_b, grad_b = jax.vmap(jax.value_and_grad(f))(b)
+            grad_b = jax.lax.stop_gradient(grad_b)
+        else:
+            f_b, grad_b = jax.vmap(f)(b), None
+        grad = self.combine(jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b)
+        return Estimate(grad=grad, samples=b, values=f_b)
+
+    def draw_batch(self, logits: Float[Array, "n D"], *, key: PRNGKeyArray) -> Float[Array, "n K D"]:
+        """`draw` for every row of `logits` with keys ``split(key, n)``."""
+        keys = jax.random.split(key, logits.shape[0])
+        return jax.vmap(lambda lg, k: self.draw(lg, key=k))(logits, keys)
+
+    def combine_batch(
+        self,
+        logits: Float[Array, "n D"],
+        b: Float[Array, "n K D"],
+        f_b: Float[Array, "n K"],
+        grad_b: Float[Array, "n K D"] | None,
+        *,
+        chunk: int | None = None,
+    ) -> Float[Array, "n D"]:
+        """`combine` for every row; `chunk` bounds how many rows are combined at once."""
+        inputs = (logits, b, f_b, grad_b)
+        if chunk is None or chunk >= logits.shape[0]:
+            return jax.vmap(self.combine)(*inputs)
+        return jax.lax.map(lambda a: self.combine(*a), inputs, batch_size=chunk)
 
     def estimate_batch(
         self,
@@ -62,10 +111,19 @@ class AbstractEstimator(eqx.Module):
         """One estimate per row of `logits` for ``f(z, *args_n)`` (args: a tuple of arrays with a
         leading axis n), with fields batched along n. The keys are ``split(key, n)``, so this
         equals ``vmap(estimate)``; `chunk` bounds how many rows the combination step handles at
-        once (smaller working sets run faster on CPU)."""
-        del chunk
-        keys = jax.random.split(key, logits.shape[0])
-        return jax.vmap(lambda lg, a, k: self.estimate(lambda z: f(z, *a), lg, key=k))(logits, tuple(args), keys)
+        once."""
+        args = tuple(args)
+        b = self.draw_batch(jax.lax.stop_gradient(logits), key=key)
+        in_axes = (0,) + (None,) * len(args)
+        if self.uses_gradient:
+            f_b, grad_b = jax.vmap(jax.vmap(jax.value_and_grad(f), in_axes=in_axes))(b, *args)
+            grad_b = jax.lax.stop_gradient(grad_b)
+        else:
+            f_b, grad_b = jax.vmap(jax.vmap(f, in_axes=in_axes))(b, *args), None
+        grad = self.combine_batch(
+            jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b, chunk=chunk
+        )
+        return Estimate(grad=grad, samples=b, values=f_b)
 
     def __call__(self, f: ObjectiveFn, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Float[Array, " D"]:
         """The gradient estimate alone."""
@@ -80,46 +138,10 @@ class AbstractEstimator(eqx.Module):
 class AbstractIIDEstimator(AbstractEstimator):
     """Estimators built from K i.i.d. samples ``b_k = 1[u_k > 1 - theta]``, their values
     ``f(b_k)`` and (if `uses_gradient`) the gradients ``df/db`` at ``b_k``: subclasses
-    implement `combine`, which also reproduces the official code from the same inputs."""
+    implement `combine`."""
 
-    @abc.abstractmethod
-    def combine(
-        self,
-        logits: Float[Array, " D"],
-        b: Float[Array, "K D"],
-        f_b: Float[Array, " K"],
-        grad_b: Float[Array, "K D"] | None,
-    ) -> Float[Array, " D"]:
-        """The estimate from K samples, their f values and gradients (constants here)."""
-
-    def estimate(self, f: ObjectiveFn, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Estimate:
-        b = sample_bernoulli(logits, self.num_samples, key=key)
-        if self.uses_gradient:
-            f_b, grad_b = jax.vmap(jax.value_and_grad(f))(b)
-            grad_b = jax.lax.stop_gradient(grad_b)
-        else:
-            f_b, grad_b = jax.vmap(f)(b), None
-        grad = self.combine(jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b)
-        return Estimate(grad=grad, samples=b, values=f_b)
-
-
-    def estimate_batch(self, f, logits, args=(), *, key, chunk=None) -> Estimate:
-        args = tuple(args)
-        keys = jax.random.split(key, logits.shape[0])
-        b = jax.vmap(lambda lg, k: sample_bernoulli(lg, self.num_samples, key=k))(logits, keys)
-        if self.uses_gradient:
-            vg = jax.vmap(jax.vmap(jax.value_and_grad(f), in_axes=(0,) + (None,) * len(args)))
-            f_b, grad_b = vg(b, *args)
-            grad_b = jax.lax.stop_gradient(grad_b)
-        else:
-            f_b = jax.vmap(jax.vmap(f, in_axes=(0,) + (None,) * len(args)))(b, *args)
-            grad_b = None
-        inputs = (jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b)
-        if chunk is None or chunk >= logits.shape[0]:
-            grad = jax.vmap(self.combine)(*inputs)
-        else:
-            grad = jax.lax.map(lambda a: self.combine(*a), inputs, batch_size=chunk)
-        return Estimate(grad=grad, samples=b, values=f_b)
+    def draw(self, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Float[Array, "K D"]:
+        return sample_bernoulli(logits, self.num_samples, key=key)
 
 
 def sample_bernoulli(logits: Float[Array, " D"], num: int, *, key: PRNGKeyArray) -> Float[Array, "K D"]:

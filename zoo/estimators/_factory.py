@@ -6,6 +6,7 @@ import jax
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ConfigError
+from ._arms import ARMS
 from ._base import AbstractEstimator
 from ._disarm import DisARM
 from ._double_cv import DoubleCV
@@ -14,7 +15,7 @@ from ._rodeo import RODEO
 
 
 ESTIMATORS: tuple[str, ...] = (
-    "reinforce", "reinforce_baseline", "rloo", "disarm", "double_cv", "rodeo", "rodeo_taylor"
+    "reinforce", "reinforce_baseline", "rloo", "disarm", "arms", "double_cv", "rodeo", "rodeo_taylor"
 )
 
 
@@ -31,6 +32,8 @@ def make_estimator(
         return RLOO(num_samples)
     if name == "disarm":
         return DisARM(num_samples)
+    if name == "arms":
+        return ARMS(num_samples)
     if name == "double_cv":
         return DoubleCV(num_samples)
     if name == "rodeo":
