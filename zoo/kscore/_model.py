@@ -62,6 +62,7 @@ class KernelScoreConfig(AbstractConfig):
     bandwidth: float | None = None
     bandwidth_scale: float = 1.0
     max_eigen: int | None = None
+    eigensolver: str = "auto"  # "auto" | "randomized" | "eigh" (SSGE / spectral cut-off)
     grid_lam: tuple[float, ...] = ()
     grid_n_eigen: tuple[int, ...] = ()
     grid_threshold: tuple[float, ...] = ()
@@ -77,6 +78,8 @@ class KernelScoreConfig(AbstractConfig):
             raise ConfigError(f"estimator must be one of {ESTIMATORS}, not {self.estimator!r}")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        if self.eigensolver not in ("auto", "randomized", "eigh"):
+            raise ConfigError(f"eigensolver must be 'auto', 'randomized' or 'eigh', not {self.eigensolver!r}")
         if self.data_dim is not None and self.dim > self.data_dim:
             raise ConfigError(f"dim={self.dim} cannot exceed data_dim={self.data_dim}")
 
@@ -96,10 +99,11 @@ class KernelScoreConfig(AbstractConfig):
                              bandwidth_scale=h["bandwidth_scale"])
         e = self.estimator
         if e == "ssge":
-            return SSGE(kernel, n_eigen=h["n_eigen"], threshold=h["threshold"], max_eigen=self.max_eigen)
+            return SSGE(kernel, n_eigen=h["n_eigen"], threshold=h["threshold"], max_eigen=self.max_eigen,
+                        eigensolver=self.eigensolver)
         if e == "spectral_cutoff":
             return SpectralCutoff(kernel, n_eigen=h["n_eigen"], threshold=h["threshold"], lam=h["lam"],
-                                  max_eigen=self.max_eigen)
+                                  max_eigen=self.max_eigen, eigensolver=self.eigensolver)
         if e == "tikhonov":
             return Tikhonov(kernel, lam=1e-4 if h["lam"] is None else h["lam"])
         if e == "landweber":
@@ -233,7 +237,9 @@ class KernelScore(AbstractModel):
         target = known_target(self.config.dataset) if self.config.data_dim is None else None
         if target is not None:
             out |= score_error(self.fitted, target.score, z.astype(jnp.float32))
-            out["true_sm_objective"] = float(score_matching_objective(target.score, z.astype(jnp.float32)))
+            out["true_sm_objective"] = float(
+                eqx.filter_jit(score_matching_objective)(target.score, z.astype(jnp.float32))
+            )
         return out
 
     def to_images(self, samples: Array) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import jax.scipy as jsp
 
@@ -61,9 +62,8 @@ class Tikhonov(AbstractScoreEstimator):
             c = jsp.linalg.cho_solve(jsp.linalg.cho_factor(a), rhs / lam).reshape(m, d)
         else:
             op = self.kernel.operator(x, x, sigma)
-            c, _ = jsp.sparse.linalg.cg(
-                lambda v: op.mv(v) + m * lam * v, zeta / lam, tol=self.cg_tol, maxiter=self.cg_maxiter
-            )
+            maxiter = 10 * m * d if self.cg_maxiter is None else self.cg_maxiter
+            c = _cg(lambda v: op.mv(v) + m * lam * v, zeta / lam, self.cg_tol, maxiter)
         return KernelExpansion(self.kernel, x, c, -1.0 / lam, sigma)
 
     def _fit_truncated(self, x, sigma, lam):
@@ -79,3 +79,29 @@ class Tikhonov(AbstractScoreEstimator):
         a = a + jitter * jnp.eye(a.shape[0], dtype=x.dtype)
         c = jnp.linalg.solve(a, rhs)
         return KernelExpansion(self.kernel, z, -c.reshape(n, d), jnp.zeros((), x.dtype), sigma)
+
+
+def _cg(mv, b, tol: float, maxiter: int):
+    """Conjugate gradients for ``mv(x) = b`` from ``x = 0``, stopping when ``||r|| <= tol ||b||``.
+
+    A plain `lax.while_loop` (not `jax.scipy.sparse.linalg.cg`: with jax/jaxlib 0.10.2 on CPU its
+    jitted result came back NaN or garbage, depending on the compiled program, in the benchmark)."""
+    bb = jnp.vdot(b, b)
+    stop = (tol**2) * bb
+
+    def cond(state):
+        i, _, _, _, rr = state
+        return (i < maxiter) & (rr > stop)
+
+    def body(state):
+        i, x, r, p, rr = state
+        ap = mv(p)
+        alpha = rr / jnp.vdot(p, ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = jnp.vdot(r, r)
+        p = r + (rr_new / rr) * p
+        return i + 1, x, r, p, rr_new
+
+    _, x, _, _, _ = jax.lax.while_loop(cond, body, (0, jnp.zeros_like(b), b, b, bb))
+    return x
