@@ -24,6 +24,7 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -38,6 +39,7 @@ QUOTED = {
     ("cifar10", 128): {"train": (16, 5.39), "langevin": (16, 1.89)},
     ("mnist", 64): {"train": (32, 2.44), "langevin": (16, 0.50)},
 }
+QUOTED_ROOF = 186e9  # the notes' PyTorch matmul roof on that machine
 
 
 def _time(fn, *args, repeats: int) -> float:
@@ -59,6 +61,16 @@ def _flops(jitted, *args) -> float | None:
         return float(cost["flops"])
     except Exception:  # cost analysis is best effort on some backends
         return None
+
+
+def numpy_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).random((n, n), np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -93,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load average (1, 5, 15 min): {os.getloadavg()}; timings are only comparable on a quiet machine")
     peak = matmul_peak()
     print(f"matmul peak (2048^2 f32, best of 5): {peak / 1e9:.1f} GFLOP/s")
+    print(f"numpy (BLAS) f32 matmul 2048^2: {numpy_matmul_peak() / 1e9:.1f} GFLOP/s; the reference notes measured a "
+          f"{QUOTED_ROOF / 1e9:.0f} GFLOP/s roof with PyTorch on the machine of the quoted times (a calibration: the "
+          "quoted times are only comparable when this machine's BLAS is about as fast)")
 
     opt = optax.adam(1e-3)
     params, static = eqx.partition(model, eqx.is_inexact_array)

@@ -116,6 +116,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.card} and annotated {args.checkpoint}")
 
 
+def _fid_line(meta: dict) -> str:
+    """What the checkpoint's recorded metrics say about Inception FID (`zoo evaluate --record`)."""
+    m = {x["name"]: x for x in meta.get("metrics", [])}
+    if "fid" not in m:
+        return "No Inception score or FID was measured for this checkpoint."
+    n, ref = m.get("fid_n", {}).get("value"), m.get("fid_reference_n", {}).get("value")
+    return (f"Its Inception FID is {m['fid']['value']:.1f} ({n:.0f} samples against {ref:.0f} test images of the JPEG"
+            f" re-encoding, so not comparable to the paper's; command `{m['fid'].get('command', '?')}`).")
+
+
 def how_far(meta: dict, dataset: str) -> str:
     tr = meta.get("training", {})
     steps, batch = tr.get("steps", 0), tr.get("train_config", {}).get("batch_size", 0)
@@ -129,9 +139,8 @@ def how_far(meta: dict, dataset: str) -> str:
                 f" ({meta['num_params'] / 1e6:.2f} M parameters)")
     else:
         head = (f"The paper's CIFAR-10 model is ngf 128 (30.1 M parameters, about 20 GFLOP per image forward), trained"
-                f" for 200k steps of batch 128; it reports an Inception score of 8.87 (FID 25.32). No Inception score"
-                f" or FID was measured for this checkpoint. This one is ngf {ngf}"
-                f" ({meta['num_params'] / 1e6:.2f} M parameters)")
+                f" for 200k steps of batch 128; it reports an Inception score of 8.87 (FID 25.32). {_fid_line(meta)}"
+                f" This one is ngf {ngf} ({meta['num_params'] / 1e6:.2f} M parameters)")
     return (head + f", trained for {steps} steps of batch {batch}: {seen:,} training examples seen, "
             f"{seen / paper_seen:.2%} of the paper's {paper_seen:,}, on a 2-core CPU shared with several other"
             f" training jobs (it averaged {rate:.2f} steps/s). It is an early, under-trained checkpoint: the sample"

@@ -40,6 +40,8 @@ def test_errors_are_clear():
     assert "Did you mean 'toy-gmm8'" in proc.stderr and "Traceback" not in proc.stderr
     proc = zoo_cli("train", "toy/nope", check=False)
     assert proc.returncode == 2 and "toy/gmm8" in proc.stderr
+    proc = zoo_cli("train", "toy/gmm8", "--cpu-devices", "0", check=False)
+    assert proc.returncode == 2 and "--cpu-devices must be at least 1" in proc.stderr
 
 
 def test_train_resume_evaluate_push_download(tmp_path):
@@ -47,10 +49,12 @@ def test_train_resume_evaluate_push_download(tmp_path):
     zoo_cli("train", "toy/gmm8", "--steps", "20", "--batch-size", "64", "--workdir", str(work), "--out", str(out))
     meta = json.loads((out / "config.json").read_text())
     assert meta["training"]["steps"] == 20 and meta["training"]["command"].startswith("zoo train toy/gmm8")
-    # Rerunning with more steps resumes from the workdir's checkpoint.
-    zoo_cli("train", "toy/gmm8", "--steps", "30", "--batch-size", "64", "--workdir", str(work), "--out", str(out))
+    # Rerunning with more steps resumes from the workdir's checkpoint, here data-parallel over 2 CPU devices.
+    zoo_cli("train", "toy/gmm8", "--steps", "30", "--batch-size", "64", "--workdir", str(work), "--out", str(out),
+            "--cpu-devices", "2")
     meta = json.loads((out / "config.json").read_text())
     assert meta["training"]["resumed_from"] == 20
+    assert "2 JAX device(s)" in meta["training"]["hardware"]
     metrics = json.loads(zoo_cli("evaluate", str(out), "-n", "500", "--record").stdout)
     assert np.isfinite(metrics["dsm_loss"])
     recorded = json.loads((out / "config.json").read_text())["metrics"]

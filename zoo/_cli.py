@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._errors import ZooError
+from ._errors import ConfigError, ZooError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -101,6 +101,22 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _split_cpu(n: int) -> None:
+    """Present the host CPU as `n` JAX devices, so `zoo.fit` runs one data-parallel
+    program per device: XLA:CPU runs most elementwise and reduction kernels on one
+    thread, so on a several-core CPU this is faster (`scripts/bench_ncsn.py --devices`)."""
+    import jax
+
+    if n < 1:
+        raise ConfigError(f"--cpu-devices must be at least 1, got {n}")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError as e:  # the backend already started
+        raise ConfigError(f"--cpu-devices {n}: JAX's CPU backend is already initialised ({e})") from e
+    if jax.devices()[0].platform == "cpu" and len(jax.devices()) != n:
+        raise ConfigError(f"--cpu-devices {n}: JAX made {len(jax.devices())} CPU devices instead")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -109,6 +125,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ._load import load_bundle
     from ._registry import get_preset
 
+    if args.cpu_devices is not None:
+        _split_cpu(args.cpu_devices)
     if args.distributed:
         from ._train import initialize_distributed
 
@@ -263,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="checkpoints + metrics.jsonl; rerun to resume (default runs/FAMILY-CONFIG)")
     p.add_argument("--out", help="where to save the final checkpoint (default WORKDIR/model)")
     p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first")
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="on CPU, train data-parallel over N devices (e.g. the core count; the batch must divide)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on its test set; print JSON metrics")
