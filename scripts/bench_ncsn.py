@@ -65,12 +65,7 @@ def _flops(jitted, *args) -> float | None:
 
 def numpy_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     a = np.random.default_rng(0).random((n, n), np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+    return 2 * n**3 / _time(np.matmul, a, a, repeats=repeats)
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
