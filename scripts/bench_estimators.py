@@ -145,7 +145,8 @@ def plot_curves(curves, path, *, title):
         ymin, ymax = ymin - pad, ymax + pad
 
         def tx(s, y):
-            return (x0 + m + (s - xmin) / max(xmax - xmin, 1) * (w - 1.5 * m), 30 + (h - m) * (1 - (y - ymin) / (ymax - ymin)))
+            px = x0 + m + (s - xmin) / max(xmax - xmin, 1) * (w - 1.5 * m)
+            return (px, 30 + (h - m) * (1 - (y - ymin) / (ymax - ymin)))
 
         d.rectangle([x0 + m, 30, x0 + w - m // 2, 30 + h - m], outline="black")
         for i in range(5):
@@ -271,10 +272,12 @@ def main(argv=None) -> int:
                     rows.append({"step": s, "elbo": elbo, "encoder_grad_var": var["encoder_grad_var"],
                                  "logvar": float(np.log10(var["encoder_grad_var"]))})
                     print(f"[bench] curve {name:10s} step {s:6d} test ELBO {elbo:9.3f} "
-                          f"encoder_grad_var {var['encoder_grad_var']:.4e} ({time.perf_counter() - t:.0f}s)", flush=True)
+                          f"encoder_grad_var {var['encoder_grad_var']:.4e} ({time.perf_counter() - t:.0f}s)",
+                          flush=True)
                 hist = [json.loads(line) for line in open(Path(wd) / "metrics.jsonl")] if points[-1] > 0 else []
             curves[name] = rows
-            results.setdefault("train_curves", {})[name] = [{"step": r["step"], "neg_elbo": r["neg_elbo"]} for r in hist]
+            curve = [{"step": r["step"], "neg_elbo": r["neg_elbo"]} for r in hist]
+            results.setdefault("train_curves", {})[name] = curve
         results["curves"] = curves
         results["commands"]["curves"] = command
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

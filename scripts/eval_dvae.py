@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     train = train[np.random.default_rng(0).permutation(len(train))[: args.train_examples]]
     t0 = time.time()
     m_test = model.evaluate(test, key=k_test, iw_samples=100, variance_replicates=args.replicates)
-    print(f"[eval_dvae] test (all {len(test)}, 100 samples): {json.dumps(m_test)} ({time.time() - t0:.0f}s)", flush=True)
+    print(f"[eval_dvae] test (all {len(test)}, 100 samples): {json.dumps(m_test)} ({time.time() - t0:.0f}s)",
+          flush=True)
     n_iw = min(args.iw_examples or len(test), len(test))
     # A random subset when asked for fewer (the test set is sorted by class). Binarization of grey
     # data uses the same key as above, but on the subset, so pixels may differ from the full pass.
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     cfg = model.config
     steps = training.get("steps", "?")
+    var_where = f"{args.replicates} draws, 100 test images spread over the set"
     body = f"""# {name}
 
 A binary-latent VAE ({cfg.architecture} {cfg.data_dim}-{cfg.hidden}-{cfg.hidden}-{cfg.latent_dim} encoder and
@@ -111,7 +113,7 @@ the official code.
 | test IWAE bound (log-likelihood lower bound) | {m_iw['iwae']:.2f} nats | {iw_where}, {args.iw_samples} samples |
 | test IWAE bound, 100 samples | {m_test['iwae']:.2f} nats | all {len(test)} test images |
 | train ELBO | {m_train['elbo']:.2f} nats | {len(train)} random training images |
-| encoder-gradient variance (own estimator) | {m_test['encoder_grad_var']:.3e} | {args.replicates} draws, 100 test images spread over the set |
+| encoder-gradient variance (own estimator) | {m_test['encoder_grad_var']:.3e} | {var_where} |
 
 All rows: `{command}`.
 
@@ -122,10 +124,11 @@ training). The official code trains for 10^6 steps; this checkpoint is far from 
 not comparable to the paper's tables. Command: `{training.get('command', '?')}`
 (re-run it to resume from `runs/`; a larger `--steps` continues training).
 
-![samples]({name}.png)
+![samples]({name}.png) ![reconstructions]({name}-recon.png)
 
 `{name}.png`: decoder means sigmoid(decoder(b)) for 64 prior samples b ~ Bernoulli(0.5)^{cfg.latent_dim};
-`{name}-recon.png`: two rows of 8 binarized test images (spread over the test set), then their\nreconstructions, twice. Both: `{command}`.
+`{name}-recon.png`: two rows of 8 binarized test images (spread over the test set), then their
+reconstructions, twice. Both: `{command}`.
 """
     (cards / f"{name}.md").write_text(body)
     if args.annotate:

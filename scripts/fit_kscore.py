@@ -142,6 +142,8 @@ Selected: `{json.dumps(info['selected'])}`; bandwidth {info['bandwidth']:.4f}. F
 
 ## Figure
 
+![samples]({name}.png)
+
 `{name}.png`: {figure}.
 
 ## Reproduce

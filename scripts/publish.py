@@ -6,7 +6,8 @@
 
 Prints each model's pinned ``hf://ORG/NAME@SHA`` URI: put the SHA in the model's
 `ModelEntry(revision=...)` so `zoo.load(NAME)` resolves to exactly that upload when the
-checkpoint is not bundled.
+checkpoint is not bundled. The sample grids a card links to are uploaded beside it from
+``cards/``.
 """
 
 import argparse
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
 from zoo._hub import push  # noqa: E402
@@ -33,7 +35,8 @@ def main() -> int:
         if path is None:
             print(f"{name}: not bundled, skipped", file=sys.stderr)
             continue
-        sha = push(path, f"{args.org}/{name}", private=args.private, commit_message=f"Upload {name}")
+        sha = push(path, f"{args.org}/{name}", private=args.private, commit_message=f"Upload {name}",
+                   assets_dir=ROOT / "cards")
         print(f"{name}: hf://{args.org}/{name}@{sha}")
     return 0
 

@@ -64,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default=None, help="model name recorded in the exported checkpoint")
     p.add_argument("--sampler", default=None,
                    help="sampler settings to store/use, e.g. 'steps_per_level=100,sampling_rule=v1,step_lr=2e-5'")
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="on CPU, train data-parallel over N devices (as `zoo train --cpu-devices`)")
     args = p.parse_args(argv)
+    if args.cpu_devices is not None:
+        from zoo._cli import _split_cpu
+
+        _split_cpu(args.cpu_devices)
 
     zoo.list_models()  # import the families
     preset = get_preset(args.preset)

@@ -357,3 +357,30 @@ def test_build_card_image_task_and_given_body():
     [result] = card.data.eval_results
     assert result.task_type == "unconditional-image-generation"
     assert (result.metric_type, result.metric_value) == ("fid", 12.5)
+
+
+def test_push_uploads_the_images_the_card_links(hub, repo_id, tmp_path):
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "grid.png").write_bytes(b"\x89PNG grid")
+    card = ("# toy-gmm\n\n![samples](grid.png)\n\n[paper](https://arxiv.org/abs/1907.05600) [top](#toy-gmm)\n"
+            "![local](local.png)\n")
+    folder = make_checkpoint(tmp_path / "ckpt", readme=card)
+    (folder / "local.png").write_bytes(b"\x89PNG local")
+    push(folder, repo_id, assets_dir=cards)
+    got = files_of(download(repo_id))
+    assert got["grid.png"] == b"\x89PNG grid" and got["local.png"] == b"\x89PNG local"
+    assert "![samples](grid.png)" in got["README.md"].decode()
+    assert not (folder / "grid.png").exists()  # the source folder is left alone
+
+
+@pytest.mark.parametrize(("link", "match"), [
+    ("missing.png", "not in .*pass assets_dir"),
+    ("../secret.png", "cannot be uploaded beside the checkpoint"),
+    ("weights/x.png", "cannot be uploaded beside the checkpoint"),
+])
+def test_push_refuses_a_card_link_it_cannot_upload(repo_id, tmp_path, link, match):
+    (tmp_path / "secret.png").write_bytes(b"x")
+    folder = make_checkpoint(tmp_path / "ckpt", readme=f"# toy-gmm\n\n![grid]({link})\n")
+    with pytest.raises(HubError, match=match):
+        push(folder, repo_id, assets_dir=tmp_path)

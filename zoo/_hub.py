@@ -596,6 +596,41 @@ def _stage(source: pathlib.Path, staging: pathlib.Path) -> None:
                 shutil.copy2(src, dst)
 
 
+# A Markdown image or link target: ``![alt](target)`` / ``[text](target "title")``.
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _card_assets(
+    card: str, folder: pathlib.Path, assets_dir: pathlib.Path | None
+) -> dict[str, pathlib.Path]:
+    """The files the card links to by a relative path that the checkpoint folder does not hold
+    (sample grids kept in ``cards/``), found in `assets_dir`: ``{path in the repo: source file}``.
+
+    Raises `HubError` for a link that resolves nowhere (the uploaded card would show a broken
+    image) or that would land on a checkpoint file or outside the repository."""
+    found: dict[str, pathlib.Path] = {}
+    for target in _LINK.findall(card):
+        if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*:", target) or target.startswith(("#", "/")):
+            continue  # a URL, an anchor or a site-absolute path: not ours to upload
+        rel = pathlib.PurePosixPath(target.split("#", 1)[0])
+        if not rel.parts:
+            continue
+        if ".." in rel.parts or rel.parts[0] in (_WEIGHTS_DIR, _CONFIG_FILE, _CARD_FILE):
+            if ".." not in rel.parts and (folder / rel).exists():
+                continue  # a link into the checkpoint itself
+            raise HubError(f"the model card links to {target!r}, which cannot be uploaded beside the checkpoint; "
+                           "link to a file name in the card's folder instead")
+        if (folder / rel).is_file():
+            continue
+        source = assets_dir / rel if assets_dir is not None else None
+        if source is None or not source.is_file():
+            where = f"nor in {assets_dir}" if assets_dir is not None else "and no assets_dir was given"
+            raise HubError(f"the model card links to {target!r}, which is not in {folder} {where}; "
+                           "pass assets_dir= the folder holding it (e.g. cards/), or remove the link")
+        found[rel.as_posix()] = source
+    return found
+
+
 def _card_for_push(folder: pathlib.Path, meta: dict[str, Any], repo_id: str) -> str:
     readme = folder / _CARD_FILE
     body: str | None = None
@@ -618,11 +653,13 @@ def push(
     private: bool = False,
     commit_message: str | None = None,
     create: bool = True,
+    assets_dir: str | os.PathLike[str] | None = None,
 ) -> str:
     """Upload a checkpoint folder to a Hub model repository, as one commit.
 
     The README.md uploaded is regenerated with `build_card` (its hand-written body, if any, is kept).
-    The source folder is never modified.
+    Files the card links to by a relative path (its sample grids) are uploaded beside it: from the
+    folder, else from `assets_dir`. The source folder is never modified.
 
     **Arguments:**
 
@@ -635,6 +672,8 @@ def push(
     - `private`: make the repository private, if this call creates it.
     - `commit_message`: defaults to ``"Upload <name> with zoo"``.
     - `create`: create the repository if it does not exist.
+    - `assets_dir`: where to find the card's linked files that the folder does not hold (the
+      bundled checkpoints keep their sample grids in ``cards/``).
 
     **Returns:**
 
@@ -642,7 +681,8 @@ def push(
 
     **Raises:**
 
-    `HubError` if the folder is not a checkpoint, or the Hub refuses or cannot be reached.
+    `HubError` if the folder is not a checkpoint, the card links to a file found nowhere, or the
+    Hub refuses or cannot be reached.
     """
     repo_id, revision = _split_repo_arg(repo_id, revision)
     if revision is not None and _COMMIT_SHA.fullmatch(revision):
@@ -656,6 +696,7 @@ def push(
         raise HubError(f"cannot push to hf://{repo_id} while offline mode is on ({reason}); unset it to upload")
     uri = _format_uri(repo_id, revision)
     readme = _card_for_push(folder, meta, repo_id)
+    assets = _card_assets(readme, folder, None if assets_dir is None else pathlib.Path(assets_dir).expanduser())
 
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -666,6 +707,9 @@ def push(
         staging = pathlib.Path(tmp) / "checkpoint"
         _stage(folder, staging)
         (staging / _CARD_FILE).write_text(readme, encoding="utf-8")
+        for rel, source in assets.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, staging / rel)
         try:
             if create:
                 api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
