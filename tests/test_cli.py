@@ -74,6 +74,10 @@ def test_train_resume_evaluate_push_download(tmp_path):
         folder = zoo_cli("download", f"hf://org/toy@{sha}", env=env).stdout.strip()
         with open(os.path.join(folder, "config.json")) as f:
             assert json.loads(f.read())["metrics"] == recorded
+        # A bundled model's card links its sample grid from cards/; push uploads it beside the card.
+        sha = zoo_cli("push", "toy-gmm8", "--repo-id", "org/gmm8", env=env).stdout.strip().rsplit("@", 1)[1]
+        folder = zoo_cli("download", f"hf://org/gmm8@{sha}", env=env).stdout.strip()
+        assert os.path.isfile(os.path.join(folder, "toy-gmm8.png"))
         proc = zoo_cli("download", "hf://org/missing", env=env, check=False)
         assert proc.returncode == 2 and "org/missing" in proc.stderr
 

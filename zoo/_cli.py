@@ -234,8 +234,16 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from ._hub import push
     from ._load import resolve
 
+    from ._registry import checkpoints_dir
+
+    folder = resolve(args.name)
+    assets = args.assets_dir
+    cards = checkpoints_dir().parent / "cards"
+    if assets is None and folder.resolve().parent == checkpoints_dir().resolve() and cards.is_dir():
+        assets = cards  # a bundled model of a source checkout: its grids live in cards/
     sha = push(
-        resolve(args.name), args.repo_id, revision=args.revision, private=args.private, commit_message=args.message
+        folder, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message,
+        assets_dir=assets,
     )
     print(f"pushed {args.name} to hf://{args.repo_id}@{sha}")
     return 0
@@ -315,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch to commit to (default main)")
     p.add_argument("--private", action="store_true")
     p.add_argument("--message", default=None)
+    p.add_argument("--assets-dir", default=None, metavar="DIR",
+                   help="folder holding the images the card links to but the checkpoint lacks (e.g. cards/)")
     p.set_defaults(func=_cmd_push)
     return parser
 
