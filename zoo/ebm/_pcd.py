@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
 from .._model import AbstractModel
@@ -111,6 +111,18 @@ class AbstractPCDModel(AbstractModel):
         base_logits: Float[Array, " D"]
 
     @abc.abstractmethod
+    def target(self) -> Any:
+        """What the samplers run on: a `zoo.samplers` log-density of one flat example."""
+
+    @abc.abstractmethod
+    def log_prob(self, x: Float[Array, " D"]) -> Float[Array, ""]:
+        """Unnormalised log-density of one flat binary vector."""
+
+    @abc.abstractmethod
+    def _flat(self, batch: Array) -> Float[Array, "B D"]:
+        """`batch` as ``(B, D)`` float vectors; a `DataError` for the wrong size."""
+
+    @abc.abstractmethod
     def with_base(self, data: np.ndarray) -> Any:
         """This model with its base distribution set from the data mean of `data`."""
 
@@ -131,3 +143,25 @@ class AbstractPCDModel(AbstractModel):
 
     def init_state(self, data: Any, *, key: PRNGKeyArray) -> PCDState:
         return init_buffer(self.base_logits, self.config.buffer_size, key=key)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def ais_sampler(self) -> samplers.AbstractSampler:
+        """The MCMC transition of AIS (GWG unless a model says otherwise)."""
+        return samplers.GWG()
+
+    def ais_chunk(self) -> int | None:
+        """`chunk` for `ais_log_likelihood`: None runs each temperature's chain in one scan."""
+        return None
+
+    def evaluate(
+        self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
+        num_chains: int | None = None,
+    ) -> dict[str, float]:
+        """AIS from the base distribution: log Z and the mean log-likelihood of `data`."""
+        from ._ais import ais_log_likelihood
+
+        c: Any = self.config
+        return ais_log_likelihood(
+            self.target(), self.base_logits, self._flat(data), self.log_prob,
+            num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=self.ais_sampler(),
+            chunk=self.ais_chunk(), key=key,
+        )

@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
 from .._config import AbstractConfig
@@ -151,19 +151,6 @@ class RBM(AbstractPCDModel):
         steps = num_steps or self.config.sample_steps
         x = samplers.run(samplers.BlockGibbs(), self.target(), x0, num_steps=steps, key=k1, batched=True).final
         return x if self.config.image_shape is None else x.reshape(n, *self.config.image_shape)
-
-    def evaluate(
-        self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
-        num_chains: int | None = None,
-    ) -> dict[str, float]:
-        """AIS (GWG transitions from the data-mean base): log Z and mean log-likelihood of `data`."""
-        from ._ais import ais_log_likelihood
-
-        c = self.config
-        return ais_log_likelihood(
-            self.target(), self.base_logits, self._flat(data), self.log_prob,
-            num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=samplers.GWG(), key=key,
-        )
 
     def to_images(self, samples: Array) -> np.ndarray:
         x = np.asarray(samples, np.float32)

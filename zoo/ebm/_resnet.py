@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
 from .._config import AbstractConfig
@@ -163,16 +163,8 @@ class ResNetEBM(AbstractPCDModel):
         s = self.config.image_size
         return out.reshape(n, s, s, 1)
 
-    def evaluate(
-        self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
-        num_chains: int | None = None,
-    ) -> dict[str, float]:
-        """AIS (GWG transitions from the base distribution): log Z and mean log-likelihood of `data`."""
-        from ._ais import ais_log_likelihood
+    def ais_sampler(self) -> samplers.GWG:
+        return self.sampler()
 
-        c = self.config
-        return ais_log_likelihood(
-            self.target(), self.base_logits, self._flat(data), self.log_prob,
-            num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=self.sampler(),
-            chunk=_chunk(), key=key,
-        )
+    def ais_chunk(self) -> int | None:
+        return _chunk()
