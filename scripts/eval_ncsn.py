@@ -122,7 +122,7 @@ def _fid_line(meta: dict) -> str:
     if "fid" not in m:
         return "No Inception score or FID was measured for this checkpoint."
     n, ref = m.get("fid_n", {}).get("value"), m.get("fid_reference_n", {}).get("value")
-    return (f"Its Inception FID is {m['fid']['value']:.1f} ({n:.0f} samples against {ref:.0f} test images of the JPEG"
+    return (f"This checkpoint's Inception FID is {m['fid']['value']:.1f} ({n:.0f} samples against {ref:.0f} test images of the JPEG"
             f" re-encoding, so not comparable to the paper's; command `{m['fid'].get('command', '?')}`).")
 
 
@@ -142,8 +142,8 @@ def how_far(meta: dict, dataset: str) -> str:
                 f" for 200k steps of batch 128; it reports an Inception score of 8.87 (FID 25.32). {_fid_line(meta)}"
                 f" This one is ngf {ngf} ({meta['num_params'] / 1e6:.2f} M parameters)")
     return (head + f", trained for {steps} steps of batch {batch}: {seen:,} training examples seen, "
-            f"{seen / paper_seen:.2%} of the paper's {paper_seen:,}, on a 2-core CPU shared with several other"
-            f" training jobs (it averaged {rate:.2f} steps/s). It is an early, under-trained checkpoint: the sample"
+            f"{seen / paper_seen:.2%} of the paper's {paper_seen:,}, on {tr.get('hardware', 'a 2-core CPU')}"
+            f" (it averaged {rate:.2f} steps/s). It is an early, under-trained checkpoint: the sample"
             " grid"
             " and the per-level DSM losses above show how far it got. Resume it with the training command above"
             " and a larger --steps (the paper-size configs are the presets ncsn/mnist-paper and"

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.export:
         # Wall time of the whole run: the sum of the logged intervals in metrics.jsonl.
         rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
-        rows = [r for r in rows if r["step"] <= step]
+        # a resumed run logs again the steps after its last checkpoint: keep the run that got through
+        rows = sorted({r["step"]: r for r in rows if r["step"] <= step}.values(), key=lambda r: r["step"])
         cfg = train_cfg
         wall = sum(cfg.log_every / r["steps_per_s"] for r in rows if r.get("steps_per_s"))
         training = {
