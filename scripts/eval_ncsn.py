@@ -122,8 +122,9 @@ def _fid_line(meta: dict) -> str:
     if "fid" not in m:
         return "No Inception score or FID was measured for this checkpoint."
     n, ref = m.get("fid_n", {}).get("value"), m.get("fid_reference_n", {}).get("value")
-    return (f"This checkpoint's Inception FID is {m['fid']['value']:.1f} ({n:.0f} samples against {ref:.0f} test images of the JPEG"
-            f" re-encoding, so not comparable to the paper's; command `{m['fid'].get('command', '?')}`).")
+    command = m["fid"].get("command", "?")
+    return (f"This checkpoint's Inception FID is {m['fid']['value']:.1f} ({n:.0f} samples against {ref:.0f} test"
+            f" images of the JPEG re-encoding, so not comparable to the paper's; command `{command}`).")
 
 
 def how_far(meta: dict, dataset: str) -> str:

@@ -233,13 +233,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     from ._hub import push
     from ._load import resolve
-
     from ._registry import checkpoints_dir
 
     folder = resolve(args.name)
     assets = args.assets_dir
-    cards = checkpoints_dir().parent / "cards"
-    if assets is None and folder.resolve().parent == checkpoints_dir().resolve() and cards.is_dir():
+    bundled = checkpoints_dir()
+    cards = bundled.parent / "cards"
+    if assets is None and folder.resolve().parent == bundled.resolve() and cards.is_dir():
         assets = cards  # a bundled model of a source checkout: its grids live in cards/
     sha = push(
         folder, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message,

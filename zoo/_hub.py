@@ -615,13 +615,11 @@ def _card_assets(
         rel = pathlib.PurePosixPath(target.split("#", 1)[0])
         if not rel.parts:
             continue
+        if ".." not in rel.parts and (folder / rel).exists():
+            continue  # in the checkpoint folder: uploaded with it
         if ".." in rel.parts or rel.parts[0] in (_WEIGHTS_DIR, _CONFIG_FILE, _CARD_FILE):
-            if ".." not in rel.parts and (folder / rel).exists():
-                continue  # a link into the checkpoint itself
             raise HubError(f"the model card links to {target!r}, which cannot be uploaded beside the checkpoint; "
                            "link to a file name in the card's folder instead")
-        if (folder / rel).is_file():
-            continue
         source = assets_dir / rel if assets_dir is not None else None
         if source is None or not source.is_file():
             where = f"nor in {assets_dir}" if assets_dir is not None else "and no assets_dir was given"

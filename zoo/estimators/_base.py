@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -71,13 +71,17 @@ class AbstractEstimator(eqx.Module):
     def estimate(self, f: ObjectiveFn, logits: Float[Array, " D"], *, key: PRNGKeyArray) -> Estimate:
         """Draw samples, evaluate f and return an `Estimate`."""
         b = self.draw(jax.lax.stop_gradient(logits), key=key)
-        if self.uses_gradient:
-            f_b, grad_b = jax.vmap(jax.value_and_grad(f))(b)
-            grad_b = jax.lax.stop_gradient(grad_b)
-        else:
-            f_b, grad_b = jax.vmap(f)(b), None
+        f_b, grad_b = self._evaluate(f, lambda g: jax.vmap(g)(b))
         grad = self.combine(jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b)
         return Estimate(grad=grad, samples=b, values=f_b)
+
+    def _evaluate(self, f: Callable[..., Any], over: Callable[[Callable[..., Any]], Any]) -> tuple[Array, Array | None]:
+        """f's values at the drawn points and, if `uses_gradient`, its gradients there (constants):
+        `over` maps a per-point function over the points (``vmap`` for one row of logits)."""
+        if not self.uses_gradient:
+            return over(f), None
+        f_b, grad_b = over(jax.value_and_grad(f))
+        return f_b, jax.lax.stop_gradient(grad_b)
 
     def draw_batch(self, logits: Float[Array, "n D"], *, key: PRNGKeyArray) -> Float[Array, "n K D"]:
         """`draw` for every row of `logits` with keys ``split(key, n)``."""
@@ -115,11 +119,7 @@ class AbstractEstimator(eqx.Module):
         args = tuple(args)
         b = self.draw_batch(jax.lax.stop_gradient(logits), key=key)
         in_axes = (0,) + (None,) * len(args)
-        if self.uses_gradient:
-            f_b, grad_b = jax.vmap(jax.vmap(jax.value_and_grad(f), in_axes=in_axes))(b, *args)
-            grad_b = jax.lax.stop_gradient(grad_b)
-        else:
-            f_b, grad_b = jax.vmap(jax.vmap(f, in_axes=in_axes))(b, *args), None
+        f_b, grad_b = self._evaluate(f, lambda g: jax.vmap(jax.vmap(g, in_axes=in_axes))(b, *args))
         grad = self.combine_batch(
             jax.lax.stop_gradient(logits), b, jax.lax.stop_gradient(f_b), grad_b, chunk=chunk
         )
