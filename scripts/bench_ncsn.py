@@ -5,7 +5,8 @@ ratio to the official PyTorch code's times QUOTED in ../shared/reference/notes_n
 
     python scripts/bench_ncsn.py --dataset cifar10 --ngf 128 --batch 16 --sample-batch 16
     python scripts/bench_ncsn.py --dataset mnist --ngf 64 --batch 32 --sample-batch 16
-    python scripts/bench_ncsn.py --dataset mnist --ngf 16 --batch 32 --variant v2   # the CPU preset
+    python scripts/bench_ncsn.py --dataset mnist --ngf 16 --batch 32 --variant v1-unconditional   # the CPU preset
+    python scripts/bench_ncsn.py --dataset cifar10 --variant ncsnv2 --batch 16   # the NCSNv2 CIFAR-10 network
     python scripts/bench_ncsn.py --dataset mnist --devices 2   # also data-parallel over 2 CPU devices
 
 Layout is NHWC throughout. Everything below is measured in this one run. With
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["mnist", "cifar10"], default="cifar10")
     p.add_argument("--ngf", type=int, default=None, help="default: the paper's (64 MNIST, 128 CIFAR-10)")
-    p.add_argument("--variant", choices=["v1", "v2"], default="v1")
+    p.add_argument("--variant", choices=["v1", "v1-unconditional", "v2", "ncsnv2"], default="v1",
+                   help="the network: NCSN's RefineNet (v1; v1-unconditional, formerly v2) or the NCSNv2 network")
     p.add_argument("--batch", type=int, default=None, help="training batch (default: the quoted one)")
     p.add_argument("--sample-batch", type=int, default=16)
     p.add_argument("--langevin-steps", type=int, default=5, help="Langevin steps per timed scan")

@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo._registry import bundled_path  # noqa: E402
 
 
 def main() -> int:
@@ -25,7 +24,7 @@ def main() -> int:
     args = parser.parse_args()
     names = args.names or [n for n in zoo.list_models() if (ROOT / "cards" / f"{n}.md").is_file()]
     for name in names:
-        path = bundled_path(name)
+        path = zoo.bundled_path(name)
         card = ROOT / "cards" / f"{name}.md"
         if path is None or not card.is_file():
             print(f"skip {name}: no bundled checkpoint or no {card}", file=sys.stderr)

@@ -7,13 +7,15 @@ bound with --iw-samples (default 1000) on --iw-examples random test examples (de
 the encoder-gradient variance of the model's own estimator at its parameters; the train ELBO on
 the first --train-examples training examples. Writes the sample grid to cards/<name>.png,
 reconstructions to cards/<name>-recon.png, the card body to cards/<name>.md and (with
---annotate) the metrics and card into the checkpoint.
+--annotate) the metrics and card into the checkpoint. (One number alone is a CLI call, e.g.
+`zoo evaluate dvae-rodeo-binarized-mnist --set iw_samples=500 --record`.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -24,8 +26,6 @@ import numpy as np
 
 import zoo
 import zoo.data as zd
-from zoo._checkpoint import read_meta
-from zoo._images import save_grid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = Path(args.checkpoint)
     name = path.name
-    model = zoo.load(path, weights="raw")
-    meta = read_meta(path)
+    bundle = zoo.load_bundle(path)
+    model, meta = bundle.model, bundle.meta  # the raw weights (this family trains without EMA)
     training = meta.get("training", {})
     dataset = training.get("dataset", "binarized_mnist")
     key = jax.random.key(args.seed)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     train = zd.load(dataset, "train").x
     train = train[np.random.default_rng(0).permutation(len(train))[: args.train_examples]]
     t0 = time.time()
-    m_test = model.evaluate(test, key=k_test, iw_samples=100, variance_replicates=args.replicates)
+    m_test = _settings(model, 100, args.replicates).evaluate(test, key=k_test)
     print(f"[eval_dvae] test (all {len(test)}, 100 samples): {json.dumps(m_test)} ({time.time() - t0:.0f}s)",
           flush=True)
     n_iw = min(args.iw_examples or len(test), len(test))
@@ -62,21 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     subset = np.sort(np.random.default_rng(1).permutation(len(test))[:n_iw]) if n_iw < len(test) else slice(None)
     iw_where = f"{n_iw} random test images" if n_iw < len(test) else f"all {len(test)} test images"
     t0 = time.time()
-    m_iw = model.evaluate(test[subset], key=k_test, iw_samples=args.iw_samples, variance_replicates=1)
+    m_iw = _settings(model, args.iw_samples, 1).evaluate(test[subset], key=k_test)
     print(f"[eval_dvae] test ({iw_where}, {args.iw_samples} samples): {json.dumps(m_iw)} ({time.time() - t0:.0f}s)",
           flush=True)
     t0 = time.time()
-    m_train = model.evaluate(train, key=k_train, iw_samples=100, variance_replicates=1)
+    m_train = _settings(model, 100, 1).evaluate(train, key=k_train)
     print(f"[eval_dvae] train ({len(train)} random): {json.dumps(m_train)} ({time.time() - t0:.0f}s)", flush=True)
 
     cards = Path(args.cards)
     cards.mkdir(parents=True, exist_ok=True)
     png, recon_png = cards / f"{name}.png", cards / f"{name}-recon.png"
-    save_grid(np.asarray(model.sample(64, key=k_sample)), png)
+    zoo.save_grid(np.asarray(model.sample(64, key=k_sample)), png)
     pick = np.linspace(0, len(test) - 1, 32).round().astype(int)  # test sets are sorted by class
     xr = model.prepare(test[pick], key=k_test).reshape((32,) + tuple(model.config.image_shape))
     rec = np.asarray(model.reconstruct(xr, key=k_rec))
-    save_grid(np.concatenate([xr[:16], rec[:16], xr[16:], rec[16:]]), recon_png)
+    zoo.save_grid(np.concatenate([xr[:16], rec[:16], xr[16:], rec[16:]]), recon_png)
 
     split_name = "test"
     iw_name = f"test_iwae_{args.iw_samples}"
@@ -121,7 +121,7 @@ Training: {steps} steps, batch {training.get('train_config', {}).get('batch_size
 {training.get('train_config', {}).get('learning_rate', '?')} (eps 1e-7), no EMA, on {training.get('hardware', '?')}
 (a CPU shared with ~6 other jobs; {training.get('wall_time_s_total', training.get('wall_time_s', '?'))} s of
 training). The official code trains for 10^6 steps; this checkpoint is far from converged, so its numbers are
-not comparable to the paper's tables. Command: `{training.get('command', '?')}`
+not comparable to the paper's tables. Command: `{training.get('command', '?')}`{_now(name, training)}
 (re-run it to resume from `runs/`; a larger `--steps` continues training).
 
 ![samples]({name}.png) ![reconstructions]({name}-recon.png)
@@ -135,6 +135,22 @@ reconstructions, twice. Both: `{command}`.
         zoo.annotate(path, metrics=metrics, card_body=body)
     print(f"[eval_dvae] wrote {png}, {recon_png}, {cards / f'{name}.md'}", flush=True)
     return 0
+
+
+def _settings(model, iw_samples: int, variance_replicates: int):
+    """`model` evaluating with `iw_samples` importance samples (in chunks that divide them) and
+    `variance_replicates` gradient draws: the same weights under a changed config."""
+    chunk = math.gcd(iw_samples, model.config.iw_chunk)
+    return zoo.replace_config(model, iw_samples=iw_samples, iw_chunk=chunk, variance_replicates=variance_replicates)
+
+
+def _now(name: str, training: dict) -> str:
+    """For a checkpoint trained by the former scripts/train_dvae.py: the `zoo train` command of the same recipe."""
+    if not str(training.get("command", "")).startswith("python scripts/train_dvae.py"):
+        return ""
+    now = (f"zoo train {training.get('preset')} --steps {training.get('steps')} --workdir runs/{name} "
+           f"--out checkpoints/{name} --name {name}")
+    return f"; the same recipe now (other PRNG keys, so not the same weights): `{now}`"
 
 
 if __name__ == "__main__":

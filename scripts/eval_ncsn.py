@@ -23,7 +23,6 @@ import numpy as np
 
 import zoo
 import zoo.data
-from zoo._images import save_grid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,19 +39,18 @@ def main(argv: list[str] | None = None) -> None:
                    help="also inpaint the bottom half of this many test images (grid <png stem>-inpaint.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="results JSON (default runs/<name>-eval.json)")
-    p.add_argument("--sampler", default=None,
-                   help="sampler settings to store/use, e.g. 'steps_per_level=100,sampling_rule=v1,step_lr=2e-5'")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="try other sampler settings (config fields, as `zoo sample --set`), e.g. steps_per_level=30")
     args = p.parse_args(argv)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     bundle = zoo.load_bundle(args.checkpoint)
     model = bundle.ema if bundle.ema is not None else bundle.model
-    if args.sampler:
+    if args.set:
         if args.card:
-            sys.exit("--sampler is for trying settings; export the checkpoint with them before writing a card")
-        from train_ncsn import parse_sampler
-
-        model = model.with_sampler(**parse_sampler(args.sampler))
+            sys.exit("--set is for trying settings; export the checkpoint with them before writing a card")
+        changes = {k: _value(v) for k, _, v in (pair.partition("=") for pair in args.set)}
+        model = zoo.replace_config(model, **changes)
     name = bundle.meta.get("name", Path(args.checkpoint).name)
     key = jax.random.key(args.seed)
     kd, ks = jax.random.split(key)
@@ -66,16 +64,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"DSM per level ({time.time() - t0:.0f} s):", np.round(per, 3).tolist(), flush=True)
 
     t0 = time.time()
-    sampler = model.sampler()
+    sampler = model.default_sampler()
     x = eqx.filter_jit(lambda m, k: m.sample(args.samples, key=k))(model, ks)
     images = model.to_images(x)
+    cfg = model.config
     res["sampling"] = {"n": args.samples, "sampler": type(sampler).__name__, "num_steps": sampler.num_steps,
-                       "steps_per_level": sampler.steps_per_level, "step_lr": sampler.step_lr,
-                       "denoise": sampler.denoise, "seconds": round(time.time() - t0, 1),
+                       "steps_per_level": cfg.steps_per_level, "step_lr": cfg.step_lr,
+                       "denoise": cfg.denoise, "seconds": round(time.time() - t0, 1),
                        "sample_min": float(np.min(x)), "sample_max": float(np.max(x))}
     print("sampling:", res["sampling"], flush=True)
     if args.png:
-        save_grid(images[: args.grid], args.png)
+        zoo.save_grid(images[: args.grid], args.png)
         res["png"] = args.png
 
     if args.classifier:
@@ -114,6 +113,31 @@ def main(argv: list[str] | None = None) -> None:
                             "command": command})
         zoo.annotate(args.checkpoint, metrics=metrics, card_body=body)
         print(f"wrote {args.card} and annotated {args.checkpoint}")
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _now(tr: dict) -> str:
+    """For a checkpoint trained and exported by the former scripts/train_ncsn.py: the `zoo train` commands."""
+    train, export = str(tr.get("command", "")), str(tr.get("export_command", ""))
+    if not train.startswith("python scripts/train_ncsn.py"):
+        return ""
+
+    def options(command: str) -> dict:
+        words = shlex.split(command)[2:]
+        return {words[i][2:]: words[i + 1] for i in range(0, len(words) - 1) if words[i].startswith("--")}
+
+    t, e = options(train), options(export)
+    now_train = f"zoo train {t['preset']} --workdir {t['workdir']} --steps {t['steps']}"
+    sets = "".join(f" --set {item}" for item in e.get("sampler", "").split(",") if item)
+    now_export = f"zoo train {e['preset']} --workdir {e['workdir']} --export {e['export']} --name {e['name']}{sets}"
+    return (f" Equivalent now: training `{now_train}` (the same recipe with other PRNG keys, so not the same"
+            f" weights); export `{now_export}` (the same checkpoint from the same workdir).")
 
 
 def _fid_line(meta: dict) -> str:
@@ -170,7 +194,7 @@ def inpaint_grid(model, test: np.ndarray, args: argparse.Namespace) -> dict:
     rows = np.concatenate([shown[:, None], filled, x[:, None]], axis=1)  # (n, completions + 2, h, w, c)
     path = str(Path(args.png).with_name(Path(args.png).stem + "-inpaint.png")) if args.png else None
     if path:
-        save_grid(rows.reshape(-1, *x.shape[1:]), path, nrow=completions + 2)
+        zoo.save_grid(rows.reshape(-1, *x.shape[1:]), path, nrow=completions + 2)
     # The observed half must come back exactly: the sampler never moves observed pixels.
     kept = float(np.max(np.abs((filled - x[:, None]) * mask[:, None])))
     return {"n": n, "completions": completions, "masked": "bottom half", "png": path,
@@ -210,9 +234,10 @@ def card_body(meta: dict, res: dict, args: argparse.Namespace) -> str:
         f"- Steps: {tr.get('steps')} ({tr.get('steps', 0) * tc.get('batch_size', 0) / n_train:.2f} epochs),"
         f" wall time {tr.get('wall_time_s', 0) / 60:.0f} min on {tr.get('hardware')}.",
         f"- Data: `zoo.data.load('{args.dataset}', 'train')`"
-        + (" (CIFAR-10 from the JPEG re-encoding in /work/shared/data/cifar10_jpeg.tar.gz, not the original"
+        + (" (CIFAR-10 from the JPEG re-encoding in the file `cifar10_jpeg.tar.gz` of the data folder, not the original"
            " PNG/pickle pixels)" if args.dataset == "cifar10" else "") + ".",
-        f"- Training command (resumable): `{tr.get('command')}`; exported with `{tr.get('export_command')}`.",
+        f"- Training command (resumable): `{tr.get('command')}`; exported with `{tr.get('export_command')}`."
+        + _now(tr),
         "",
         "## Sampler",
         "",

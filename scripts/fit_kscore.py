@@ -23,8 +23,6 @@ import numpy as np
 
 import zoo
 import zoo.data as zd
-from zoo._images import grid, save_png, scatter
-from zoo._registry import get_preset, model_info
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +39,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     command = "python scripts/fit_kscore.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
-    entry = model_info(args.name)
-    preset = get_preset(entry.preset)
+    entry = zoo.model_info(args.name)
+    preset = zoo.get_preset(entry.preset)
     cfg = preset.config
     train = zd.load(preset.dataset, "train").x
     test = zd.load(preset.dataset, "test").x
@@ -64,11 +62,11 @@ def main(argv=None) -> None:
     cards = Path(args.cards)
     png = cards / f"{args.name}.png"
     if cfg.image_shape:
-        save_png(grid(model.to_images(samples)), png)
+        zoo.save_grid(model.to_images(samples), png)
     else:
         lim = float(np.abs(test).max() * 1.05)
-        panels = [scatter(test[:2000], lim=lim), scatter(samples, lim=lim)]
-        save_png(grid(np.stack(panels)), png)
+        panels = [zoo.scatter(test[:2000], lim=lim), zoo.scatter(samples, lim=lim)]
+        zoo.save_grid(np.stack(panels), png)
 
     split = "test"
     metric_rows = [

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo._table import markdown_table  # noqa: E402
 
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -22,7 +21,7 @@ START, END = "<!-- models:start -->", "<!-- models:end -->"
 def render(text: str) -> str:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{markdown_table(zoo.list_models())}\n{END}{tail}"
+    return f"{head}{START}\n{zoo.model_table()}\n{END}{tail}"
 
 
 def main() -> int:

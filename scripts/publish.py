@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo._hub import push  # noqa: E402
-from zoo._registry import bundled_path  # noqa: E402
 
 
 def main() -> int:
@@ -29,14 +27,15 @@ def main() -> int:
     parser.add_argument("--org", required=True)
     parser.add_argument("--private", action="store_true")
     args = parser.parse_args()
-    names = args.names or [n for n in zoo.list_models() if bundled_path(n) is not None]
+    names = args.names or [n for n in zoo.list_models() if zoo.bundled_path(n) is not None]
     for name in names:
-        path = bundled_path(name)
+        path = zoo.bundled_path(name)
         if path is None:
             print(f"{name}: not bundled, skipped", file=sys.stderr)
             continue
-        sha = push(path, f"{args.org}/{name}", private=args.private, commit_message=f"Upload {name}",
-                   assets_dir=ROOT / "cards")
+        sha = zoo.push(
+            path, f"{args.org}/{name}", private=args.private, commit_message=f"Upload {name}", assets_dir=ROOT / "cards"
+        )
         print(f"{name}: hf://{args.org}/{name}@{sha}")
     return 0
 

@@ -24,15 +24,15 @@ def test_ais_matches_exact_log_z_tiny_rbm(getkey):
     assert se < 0.05
 
 
-def test_ais_chunked_unrolled_path_and_log_likelihood(getkey):
-    """The host-chunked path (used for convolutional targets) on a plain callable, and the
-    log-likelihood bookkeeping: mean log p(x) = mean f(x) - log Z."""
+def test_ais_on_a_callable_and_log_likelihood(getkey):
+    """AIS on a plain callable (gradients by autodiff), and the log-likelihood bookkeeping:
+    mean log p(x) = mean f(x) - log Z."""
     rbm = _tiny_rbm(getkey(), d=4, h=2)
     exact = float(rbm_log_z_exact(rbm))
     base = jnp.asarray([0.5, -0.5, 0.0, 1.0])
     data = jnp.asarray([[1.0, 0, 1, 1], [0, 0, 1, 0]])
     out = ais_log_likelihood(lambda x: rbm(x), base, data, rbm, num_steps=100, num_chains=400, key=getkey(),
-                             sampler=samplers.GWG(), chunk=4)
+                             sampler=samplers.GWG())
     assert abs(out["log_z"] - exact) < 4 * out["log_z_bootstrap_std"] + 0.02
     true_ll = float(jnp.mean(jax.vmap(rbm)(data))) - exact
     assert abs(out["log_likelihood"] - true_ll) < 4 * out["log_z_bootstrap_std"] + 0.02

@@ -12,12 +12,12 @@ from zoo._registry import bundled_path
 from zoo.classifier import (
     Classifier,
     ClassifierConfig,
-    ClassifierStats,
     classifier_features,
     classifier_frechet_distance,
     evaluation_subset,
     reference_stats,
 )
+from zoo.metrics import FeatureStats, feature_stats, frechet_distance
 
 
 TINY = ClassifierConfig(image_shape=(12, 12, 1), num_classes=4, channels=(4, 8), feature_dim=16)
@@ -63,6 +63,22 @@ def test_features_and_logits_shapes(getkey):
         model.features(jnp.zeros((28, 28, 1)))
 
 
+def test_features_do_not_depend_on_the_batch_size_and_the_distance_is_the_shared_pipeline(getkey):
+    model = TINY.build(key=getkey())
+    x, _ = _quadrants(23, 0)
+    whole = classifier_features(model, x, batch_size=23)  # one batch
+    for batch_size in (7, 500):  # 7: the last of 4 batches is padded and the padding dropped; 500: one batch
+        np.testing.assert_allclose(classifier_features(model, x, batch_size=batch_size), whole, atol=1e-5)
+    assert classifier_features(model, x[:0]).shape == (0, 16)
+    # features -> FeatureStats -> frechet_distance, exactly as zoo.metrics does for Inception FID
+    x2, _ = _quadrants(30, 1)
+    stats_a, stats_b = feature_stats(whole), feature_stats(classifier_features(model, x2))
+    assert classifier_frechet_distance(model, x, x2, batch_size=7) == pytest.approx(
+        frechet_distance(stats_a, stats_b), rel=1e-6
+    )
+    assert classifier_frechet_distance(model, stats_a, stats_b) == frechet_distance(stats_a, stats_b)
+
+
 def test_classifiers_do_not_sample(getkey):
     model = TINY.build(key=getkey())
     with pytest.raises(zoo.ZooError, match="do not sample"):
@@ -88,7 +104,7 @@ def test_distance_zero_on_itself_and_grows_with_noise(getkey):
     assert classifier_frechet_distance(model, x, x2) < d[2]
     # precomputed stats give the same value; uint8 images are read as /255
     ref = reference_stats(model, x2)
-    assert isinstance(ref, ClassifierStats) and ref.count == 400 and ref.sigma.dtype == np.float64
+    assert isinstance(ref, FeatureStats) and ref.count == 400 and ref.sigma.dtype == np.float64
     assert classifier_frechet_distance(model, x, ref) == pytest.approx(classifier_frechet_distance(model, x, x2))
     u8 = np.round(x * 255).astype(np.uint8)
     assert classifier_frechet_distance(model, u8, u8.astype(np.float32) / 255) == pytest.approx(0.0, abs=1e-8)

@@ -14,7 +14,7 @@ from PIL import Image
 
 import zoo.data as zd
 from zoo._errors import DataError
-from zoo.data import _cifar10, _omniglot, _paths
+from zoo.data import _cifar10, _omniglot, _paths, _tfds
 
 
 def _real_data_dir() -> Path | None:
@@ -477,17 +477,77 @@ def test_dynamic_mnist_batches_binarize():
 
 
 TFDS = importlib.util.find_spec("tensorflow_datasets") is not None
+needs_tfds = pytest.mark.skipif(not TFDS, reason='tensorflow_datasets is not installed (pip install -e ".[tfds]")')
 
 
-@pytest.mark.skipif(TFDS, reason="tensorflow_datasets is installed")
-def test_tfds_missing_says_how_to_install():
+def test_tfds_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(_tfds, "tfds_available", lambda: False)
     with pytest.raises(DataError, match=r'pip install "zoo\[tfds\]"'):
         zd.load("mnist", source="tfds")
 
 
-@pytest.mark.skipif(not TFDS, reason="tensorflow_datasets is not installed")
-def test_tfds_same_layout():
-    data = zd.load("mnist", "test", source="tfds", data_dir=os.environ.get("TFDS_DATA_DIR"))
-    assert data.x.shape == (10000, 28, 28, 1) and data.x.dtype == np.float32
-    assert 0.0 <= data.x.min() and data.x.max() == 1.0
-    assert data.y is not None and data.y.dtype == np.int32
+def _write_tfds_mnist(data_dir: Path, n: int) -> dict[str, int]:
+    """The first `n` train and test examples of ``mnist.npz`` of the real data folder, written as the
+    TFDS data set "mnist" under `data_dir` (array_record, in file order), with no network and no
+    TensorFlow. Returns the number of examples of each split."""
+    import tensorflow_datasets as tfds
+
+    raw = np.load(REAL / "mnist.npz")
+    splits = {split: (raw[f"x_{split}"][:n], raw[f"y_{split}"][:n]) for split in ("train", "test")}
+
+    class MNIST(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.builder_cls("mnist").VERSION  # what tfds.builder("mnist", data_dir=...) looks for
+
+        def _info(self):
+            features = tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}
+            )
+            return tfds.core.DatasetInfo(
+                builder=self, features=features, supervised_keys=("image", "label"), disable_shuffling=True
+            )
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(split) for split in splits}
+
+        def _generate_examples(self, split):
+            x, y = splits[split]
+            for i in range(len(x)):
+                # A PIL image: TFDS encodes it as PNG without TensorFlow (numpy arrays go through tf.image).
+                yield i, {"image": Image.fromarray(x[i]), "label": int(y[i])}
+
+    MNIST(data_dir=os.fspath(data_dir), file_format="array_record").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return {split: len(x) for split, (x, _) in splits.items()}
+
+
+@needs_tfds
+@needs_real
+def test_tfds_source_returns_what_the_local_files_hold(tmp_path, getkey):
+    import zoo
+    from zoo.classifier import ClassifierConfig
+
+    counts = _write_tfds_mnist(tmp_path / "tfds", 200)
+    for split, n in counts.items():
+        got = zd.load("mnist", split, source="tfds", data_dir=tmp_path / "tfds")
+        want = zd.load("mnist", split)
+        assert (got.name, got.split, got.binary) == ("mnist", split, False)
+        assert got.x.dtype == want.x.dtype == np.float32 and got.y.dtype == want.y.dtype == np.int32
+        np.testing.assert_array_equal(got.x, want.x[:n])
+        np.testing.assert_array_equal(got.y, want.y[:n])
+    # dynamic_mnist reads the same TFDS data set under its own name.
+    assert zd.load("dynamic_mnist", "test", source="tfds", data_dir=tmp_path / "tfds").name == "dynamic_mnist"
+
+    # One training step from the TFDS data.
+    train = zd.load("mnist", "train", source="tfds", data_dir=tmp_path / "tfds")
+    model = ClassifierConfig(channels=(4,), feature_dim=8).build(key=getkey())
+    result = zoo.fit(model, model.prepare_data(train), zoo.TrainConfig(steps=1, batch_size=8), key=getkey())
+    assert result.step == 1 and np.isfinite(result.history[-1]["loss"])
+
+
+@needs_tfds
+def test_tfds_source_without_a_prepared_set_is_a_clear_error(tmp_path):
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("with tensorflow installed, TFDS would download and prepare the data set")
+    with pytest.raises(DataError, match="no prepared 'fashion_mnist'.*data_dir="):
+        zd.load("fashion_mnist", "test", source="tfds", data_dir=tmp_path)

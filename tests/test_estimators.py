@@ -15,9 +15,8 @@ import zoo.estimators as ze
 from zoo.dvae import DVAEConfig
 
 
-GOLDEN = Path("/work/shared/reference/rodeo_golden_estimators.npz")
-if not GOLDEN.exists():  # a copy next to the repository, if the shared folder moves
-    GOLDEN = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "rodeo_golden_estimators.npz"
+# The shared folder sits next to the repository (../shared), as the data does.
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rodeo_golden_estimators.npz"
 
 D = 5
 W = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0])

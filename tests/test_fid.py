@@ -16,16 +16,16 @@ import pytest
 
 from zoo._errors import CheckpointError, DataError, ZooError
 from zoo.metrics import (
+    FeatureStats,
     FIDNetwork,
     InceptionV3FID,
     convert_fid_weights,
+    feature_stats,
     fid,
     fid_features,
-    fid_from_stats,
     fid_weights_path,
     find_fid_wheel,
     frechet_distance,
-    gaussian_stats,
     kid,
     read_torchscript,
     reference_stats,
@@ -57,7 +57,7 @@ def test_sqrtm_psd_squares_back_and_is_symmetric():
 
 def test_frechet_distance_one_dimensional():
     # N(m1, s1^2) vs N(m2, s2^2): (m1 - m2)^2 + (s1 - s2)^2.
-    value = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]]))
+    value = frechet_distance(FeatureStats(np.array([1.0]), np.array([[4.0]])), FeatureStats([-2.0], [[9.0]]))
     assert value == pytest.approx(9.0 + 1.0, abs=1e-12)
 
 
@@ -69,7 +69,7 @@ def test_frechet_distance_commuting_covariances():
     a, b = rng.uniform(0.1, 5.0, d), rng.uniform(0.1, 5.0, d)
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    value = frechet_distance(mu1, (q * a) @ q.T, mu2, (q * b) @ q.T)
+    value = frechet_distance(FeatureStats(mu1, (q * a) @ q.T), FeatureStats(mu2, (q * b) @ q.T))
     assert value == pytest.approx(expected, rel=1e-10)
 
 
@@ -81,7 +81,7 @@ def test_frechet_distance_non_commuting_2x2():
     tr_sqrt = np.sqrt(np.trace(product) + 2 * np.sqrt(np.linalg.det(product)))
     mu1, mu2 = np.array([0.3, -1.0]), np.array([1.0, 2.0])
     expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
-    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-12)
+    assert frechet_distance(FeatureStats(mu1, s1), FeatureStats(mu2, s2)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():
@@ -89,15 +89,31 @@ def test_frechet_distance_of_a_set_with_itself_is_zero():
     # Full-rank and rank-deficient (fewer samples than dimensions, as with small FID sets) covariances.
     for n, d in ((2000, 64), (50, 256)):
         features = rng.gamma(1.0, size=(n, d)).astype(np.float32)
-        mu, sigma = gaussian_stats(features)
-        assert fid_from_stats((mu, sigma), (mu, sigma)) == pytest.approx(0.0, abs=1e-6 * np.trace(sigma))
+        stats = feature_stats(features)
+        assert frechet_distance(stats, stats) == pytest.approx(0.0, abs=1e-6 * np.trace(stats.sigma))
 
 
-def test_gaussian_stats_matches_numpy():
+def test_feature_stats_matches_numpy_and_is_a_pytree():
     features = np.random.default_rng(3).normal(size=(40, 6))
-    mu, sigma = gaussian_stats(features)
-    np.testing.assert_allclose(mu, features.mean(0))
-    np.testing.assert_allclose(sigma, np.cov(features, rowvar=False))
+    stats = feature_stats(features)
+    np.testing.assert_allclose(stats.mu, features.mean(0))
+    np.testing.assert_allclose(stats.sigma, np.cov(features, rowvar=False))
+    assert stats.count == 40 and stats.dim == 6 and stats.mu.dtype == stats.sigma.dtype == np.float64
+    doubled = jax.tree_util.tree_map(lambda a: 2 * a, stats)
+    assert isinstance(doubled, FeatureStats) and doubled.count == 40
+    np.testing.assert_array_equal(doubled.sigma, 2 * stats.sigma)
+
+
+def test_frechet_distance_rejects_mismatched_or_raw_statistics():
+    a, b = feature_stats(np.eye(5)[:, :3]), feature_stats(np.eye(5)[:, :4])
+    with pytest.raises(DataError, match="different feature extractors"):
+        frechet_distance(a, b)
+    with pytest.raises(TypeError, match="FeatureStats"):
+        frechet_distance((a.mu, a.sigma), a)
+    with pytest.raises(ValueError, match="covariance"):
+        FeatureStats(np.zeros(3), np.zeros((2, 2)))
+    with pytest.raises(DataError, match="do not come from this Inception network"):
+        fid(a, a, network=None)
 
 
 def test_kid():
@@ -294,6 +310,10 @@ def test_features_match_the_reference_network(network, reference):
     features = fid_features(reference["images"], batch_size=4, network=network)
     assert features.shape == (4, 2048) and features.dtype == np.float32
     np.testing.assert_allclose(features, reference["features"], rtol=0, atol=1e-4)
+    # Odd batches (3 + a padded 1) and a loader's chunks give the same features: the padding is dropped.
+    np.testing.assert_allclose(fid_features(reference["images"], batch_size=3, network=network), features, atol=1e-5)
+    chunks = (reference["images"][:1], reference["images"][1:])
+    np.testing.assert_allclose(fid_features(chunks, batch_size=3, network=network), features, atol=1e-5)
 
 
 def test_fid_of_a_set_with_itself_and_cached_reference_stats(network, reference, tmp_path, monkeypatch):
@@ -313,6 +333,7 @@ def test_fid_of_a_set_with_itself_and_cached_reference_stats(network, reference,
 
 def test_evaluate_images_of_a_model(network, tmp_path, monkeypatch):
     import dataclasses
+    from typing import ClassVar
 
     import equinox as eqx
     import jax
@@ -330,16 +351,29 @@ def test_evaluate_images_of_a_model(network, tmp_path, monkeypatch):
     class Cfg:
         noise: float
 
-    class Replay(zoo.AbstractModel):
+    class Replay(zoo.AbstractImageModel):
         """Samples are the data set's images plus noise: FID grows with the noise."""
 
         config: Cfg = eqx.field(static=True)
         data: jax.Array
+        trainer: ClassVar[zoo.AbstractTrainer] = zoo.GradientTrainer()
+
+        def prepare_data(self, dataset):
+            return dataset.x
+
+        def init_state(self, data, *, key):
+            return None
+
+        def trainable(self):
+            return False
 
         def loss(self, batch, state, *, key):
             raise NotImplementedError
 
-        def sample(self, n, *, key):
+        def default_sampler(self):
+            return None
+
+        def sample(self, n, *, sampler=None, key):
             x = self.data[jnp.arange(n) % self.data.shape[0]]
             return jnp.clip(x + self.config.noise * jax.random.normal(key, x.shape), 0, 1)
 

@@ -1,4 +1,5 @@
-"""`zoo._hub` against the real `huggingface_hub` client and a local Hub-compatible server (no internet)."""
+"""`zoo._hub` (`zoo.push`, `zoo.download`, ``hf://`` URIs) against the real `huggingface_hub` client and a
+local Hub-compatible server, tests/hub_server.py (no internet). The cards themselves: tests/test_card.py."""
 
 import itertools
 import json
@@ -8,12 +9,11 @@ import shutil
 import socket
 
 import pytest
-import yaml
 from hub_server import GITATTRIBUTES
-from huggingface_hub import ModelCard, ModelCardData, constants as hf_constants
+from huggingface_hub import ModelCard, constants as hf_constants
 
-from zoo._errors import HubError
-from zoo._hub import build_card, download, hub_endpoint, parse_hf_uri, push
+from zoo import HubError, build_card, download, push
+from zoo._hub import hub_endpoint, parse_hf_uri
 
 
 TOKEN = "dummy"  # = conftest.HUB_TOKEN
@@ -88,12 +88,6 @@ def state_of(folder: pathlib.Path) -> dict[str, tuple[bytes | None, int]]:
     }
 
 
-def front_matter(text: str) -> dict:
-    match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
-    assert match, text[:200]
-    return yaml.safe_load(match.group(1))
-
-
 # ------------------------------------------------------------------------------------------- URIs
 
 
@@ -129,6 +123,8 @@ def test_parse_hf_uri(uri, expected):
         "hf://org/re..po",
         "hf://org/repo.git",
         "hf://org/" + "x" * 97,
+        "hf://org/r\u00e9po",  # the Hub's names are ASCII (validate_repo_id alone would accept it)
+        "hf://org--x/repo",
     ],
 )
 def test_parse_hf_uri_rejects(uri):
@@ -228,13 +224,36 @@ def test_missing_revision(repo_id, tmp_path, revision):
         download(repo_id, revision)
 
 
-def test_unreachable_endpoint(repo_id, monkeypatch):
+def _closed_port() -> int:
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint(repo_id, monkeypatch):
+    port = _closed_port()
     monkeypatch.setenv("ZOO_HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(HubError, match=rf"cannot reach http://127.0.0.1:{port}.*HF_HUB_OFFLINE=1"):
         download(repo_id)
+
+
+def test_push_to_unreachable_endpoint(repo_id, tmp_path):
+    """The client raises its HTTP library's transport error (a refused connection), not a HubError."""
+    port = _closed_port()
+    with pytest.raises(HubError, match=rf"cannot reach http://127.0.0.1:{port} to push .*ConnectError"):
+        push(make_checkpoint(tmp_path / "ckpt"), repo_id, endpoint=f"http://127.0.0.1:{port}")
+
+
+def test_token_defaults_to_the_saved_login(hub, repo_id, tmp_path, monkeypatch):
+    """Without HF_TOKEN, `huggingface_hub.get_token` finds the token that `hf auth login` saved."""
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(HubError, match="refused.*set HF_TOKEN"):
+        push(make_checkpoint(tmp_path / "ckpt"), repo_id)
+    (tmp_path / "token").write_text(TOKEN)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    assert push(tmp_path / "ckpt", repo_id) == hub.head(repo_id)
 
 
 def test_push_without_create_to_missing_repo(repo_id, tmp_path):
@@ -311,52 +330,50 @@ def test_server_speaks_the_client_api(hub, repo_id, tmp_path):
     assert repo_id not in hub.repos
 
 
-# -------------------------------------------------------------------------------------------- card
+# ------------------------------------------------------------------------------------- card assets
 
 
-def test_build_card_metadata():
-    card = build_card(META, repo_id="zoo-org/toy-gmm")
-    text = str(card)
-    metadata = front_matter(text)
-    assert metadata["library_name"] == "zoo" and metadata["license"] == "mit"
-    assert metadata["tags"] == ["zoo", "toy", "score-based"]
-    [index] = metadata["model-index"]
-    assert index["name"] == "toy-gmm"
-
-    # Parseable back by huggingface_hub, as the Hub does.
-    data = ModelCard(text).data
-    assert isinstance(data, ModelCardData) and data.library_name == "zoo"
-    assert ModelCardData(**metadata).to_dict() == data.to_dict()
-    results = {r.metric_type: r for r in data.eval_results}
-    assert set(results) == {"test_dsm_loss", "test_nll"}
-    dsm = results["test_dsm_loss"]
-    assert (dsm.metric_value, dsm.dataset_type, dsm.dataset_name) == (1.23, "toy-gmm", "toy-gmm")
-    assert (dsm.dataset_split, dsm.task_type) == ("test", "other")
-
-    # The generated body: summary, how to load, training facts, metrics with their commands.
-    body = card.text
-    assert "A score model of a 2D Gaussian mixture." in body
-    assert 'zoo.load("hf://zoo-org/toy-gmm")' in body
-    assert "| Steps | 1000 |" in body and "zoo train toy-gmm --steps 1000" in body
-    assert "| test_dsm_loss | 1.23 | toy-gmm | test | `zoo evaluate toy-gmm` |" in body
+def test_push_is_one_commit_read_from_the_source_files(hub, repo_id, tmp_path):
+    folder = make_checkpoint(tmp_path / "ckpt")
+    hub.clear_log()
+    sha = push(folder, repo_id, commit_message="one commit")
+    commits = [p for m, p in hub.requests if m == "POST" and p.startswith(f"/api/models/{repo_id}/commit/")]
+    assert len(commits) == 1
+    repo = hub.repos[repo_id]
+    assert len(repo.commits) == 2 and repo.commits[sha].title == "one commit"  # after the repo's initial commit
+    assert repo.commits[sha].files["weights/manifest.ocdbt"] == (folder / "weights" / "manifest.ocdbt").read_bytes()
 
 
-def test_build_card_image_task_and_given_body():
-    meta = {
-        **META,
-        "family": "ncsn",
-        "name": "ncsn-mnist",
-        "card": {"datasets": ["mnist"], "license": "mit"},
-        "training": {**META["training"], "dataset": "mnist"},
-        "metrics": [{"name": "fid", "value": 12.5, "dataset": "mnist", "split": "test"}],
-    }
-    card = build_card(meta, "---\nlicense: apache-2.0\nlibrary_name: other\n---\n# Custom body\n")
-    assert card.text.strip() == "# Custom body"
-    assert card.data.license == "mit" and card.data.library_name == "zoo" and card.data.datasets == ["mnist"]
-    assert card.data.pipeline_tag == "unconditional-image-generation"
-    [result] = card.data.eval_results
-    assert result.task_type == "unconditional-image-generation"
-    assert (result.metric_type, result.metric_value) == ("fid", 12.5)
+@pytest.mark.parametrize("zoo_progress", ["0", None])
+def test_client_progress_bars_follow_zoo_progress(hub, repo_id, tmp_path, monkeypatch, zoo_progress):
+    import huggingface_hub
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    if hf_constants.HF_HUB_DISABLE_PROGRESS_BARS is not None:
+        pytest.skip("HF_HUB_DISABLE_PROGRESS_BARS decides, whatever zoo asks")
+    push(make_checkpoint(tmp_path / "ckpt"), repo_id)
+    if zoo_progress is None:
+        monkeypatch.delenv("ZOO_PROGRESS")
+    seen = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        seen.append(are_progress_bars_disabled("huggingface_hub.snapshot_download"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    download(repo_id)
+    assert seen == [zoo_progress == "0"]
+    assert not are_progress_bars_disabled("huggingface_hub")  # as it was before the call
+
+
+def test_download_cache_folder(hub, repo_id, tmp_path, monkeypatch):
+    push(make_checkpoint(tmp_path / "ckpt"), repo_id)
+    assert download(repo_id, cache_dir=tmp_path / "mine").is_relative_to(tmp_path / "mine")
+    # Without ZOO_CACHE_DIR: huggingface_hub's own cache, shared with the other Hugging Face tools.
+    monkeypatch.delenv("ZOO_CACHE_DIR")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    assert download(repo_id).is_relative_to(tmp_path / "hf-cache")
 
 
 def test_push_uploads_the_images_the_card_links(hub, repo_id, tmp_path):
@@ -372,6 +389,7 @@ def test_push_uploads_the_images_the_card_links(hub, repo_id, tmp_path):
     assert got["grid.png"] == b"\x89PNG grid" and got["local.png"] == b"\x89PNG local"
     assert "![samples](grid.png)" in got["README.md"].decode()
     assert not (folder / "grid.png").exists()  # the source folder is left alone
+    assert len(hub.repos[repo_id].commits) == 2  # the assets came in the checkpoint's one commit
 
 
 @pytest.mark.parametrize(("link", "match"), [

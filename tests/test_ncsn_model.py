@@ -47,6 +47,13 @@ def test_save_load_sample_inpaint(getkey, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded.net.end.weight), np.asarray(result.ema.net.end.weight))
     x = eqx.filter_jit(lambda m, k: m.sample(3, key=k))(loaded, getkey())
     assert x.shape == (3, 12, 12, 1) and bool(jnp.all(jnp.isfinite(x)))
+    # a sampler object instead of the config's: the default given explicitly is the same chain
+    key = getkey()
+    sample = eqx.filter_jit(lambda m, s, k: m.sample(2, sampler=s, key=k))
+    other = zoo.samplers.AnnealedLangevin.v1(loaded.sigmas, steps_per_level=1, step_lr=1e-3)
+    default = sample(loaded, None, key)
+    np.testing.assert_array_equal(sample(loaded, loaded.default_sampler(), key), default)
+    assert not np.allclose(sample(loaded, other, key), default)
     mask = jnp.zeros((3, 12, 12, 1)).at[:, :, :6].set(1.0)
     filled = eqx.filter_jit(lambda m, o, k: m.inpaint(o, mask, key=k))(loaded, probe, getkey())
     np.testing.assert_allclose(np.asarray(filled[:, :, :6]), np.asarray(probe[:3, :, :6]), atol=1e-6)
@@ -76,11 +83,13 @@ def test_sigma_rules():
     assert 200 < v2_num_scales(50.0, 0.01, d) < 240
 
 
-def test_with_sampler_keeps_weights(getkey):
-    model = NCSNConfig(ngf=4, num_scales=3).build(key=getkey())
-    other = model.with_sampler(steps_per_level=7, sampling_rule="v2", denoise=True)
-    assert other.config.steps_per_level == 7 and other.sampler().num_steps == 22
-    assert other.sampler().step_lr != model.sampler().step_lr
+def test_sampler_settings_keep_weights(getkey):
+    model = NCSNConfig(image_size=8, ngf=2, num_scales=3, steps_per_level=1).build(key=getkey())
+    other = zoo.replace_config(model, steps_per_level=7, sampling_rule="v2", denoise=True)
+    assert other.config.steps_per_level == 7 and other.default_sampler().num_steps == 22
+    assert other.default_sampler().step_lr != model.default_sampler().step_lr
     np.testing.assert_array_equal(np.asarray(other.net.end.weight), np.asarray(model.net.end.weight))
-    with pytest.raises(zoo.ConfigError, match="changes only"):
-        model.with_sampler(ngf=8)
+    with pytest.raises(zoo.ConfigError, match="changing ngf"):
+        zoo.replace_config(model, ngf=8)
+    with pytest.raises(zoo.ConfigError, match="AnnealedLangevin"):  # sampler objects: the slow test runs one
+        model.sample(2, sampler=zoo.samplers.Langevin(0.1), key=getkey())

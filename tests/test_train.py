@@ -7,7 +7,9 @@ import optax
 import pytest
 
 import zoo
-from zoo._train import batch_indices, data_mesh
+from zoo._optim import get_ema, make_optimizer, register_optimizer
+from zoo._train import data_mesh
+from zoo.data._batching import batch_indices
 from zoo.toy import ToyScoreConfig
 
 
@@ -106,8 +108,36 @@ def test_batch_indices_cover_each_epoch_once():
     second = np.concatenate([batch_indices(n, b, s, seed=3) for s in range(10, 20)])
     assert not np.array_equal(first, second)
     np.testing.assert_array_equal(batch_indices(n, b, 13, seed=3), batch_indices(n, b, 13, seed=3))
-    with pytest.raises(zoo.ConfigError, match="exceeds"):
+    with pytest.raises(ValueError, match="exceeds"):
         batch_indices(5, 10, 0, seed=0)
+
+
+def test_batch_order_is_the_driver_s_documented_permutation():
+    # Workdirs written by earlier versions resume with the same data order: epoch e is
+    # default_rng([seed, e]).permutation(n), cut into consecutive batches.
+    n, b, seed = 100, 30, 5
+    for step in (0, 2, 3, 7):
+        epoch, i = divmod(step, n // b)
+        expected = np.random.default_rng([seed, epoch]).permutation(n)[i * b : (i + 1) * b]
+        np.testing.assert_array_equal(batch_indices(n, b, step, seed=seed), expected)
+
+
+def test_batch_size_larger_than_the_data_is_refused(data):
+    model = CONFIG.build(key=jax.random.key(0))
+    with pytest.raises(zoo.ConfigError, match="exceeds the 512"):
+        zoo.train(model, data, TRAIN.replace(batch_size=1024), key=jax.random.key(1))
+
+
+def test_optimizers_by_name():
+    for name in ("adam", "adamw", "sgd"):
+        tx = make_optimizer(TRAIN.replace(optimizer=name, ema_decay=None))
+        params = {"w": np.ones(2, np.float32)}
+        updates, _ = tx.update({"w": np.ones(2, np.float32)}, tx.init(params), params)
+        assert np.all(np.asarray(updates["w"]) < 0)
+    with pytest.raises(zoo.ConfigError, match="'adan'.*adam, adamw, sgd"):
+        TRAIN.replace(optimizer="adan")
+    with pytest.raises(ValueError, match="already registered"):
+        register_optimizer("adam")(lambda lr, config: optax.sgd(lr))
 
 
 def test_ema_params_transformation():
@@ -116,7 +146,8 @@ def test_ema_params_transformation():
     state = tx.init(params)
     updates, state = tx.update({"w": np.array([1.0], np.float32)}, state, params)
     np.testing.assert_allclose(updates["w"], [-1.0])
-    np.testing.assert_allclose(state[-1].ema["w"], [0.9 * 1.0 + 0.1 * 0.0])
+    np.testing.assert_allclose(get_ema(state)["w"], [0.9 * 1.0 + 0.1 * 0.0])
+    assert get_ema(optax.sgd(1.0).init(params)) is None
     with pytest.raises(ValueError, match="decay"):
         zoo.ema_params(1.0)
 
@@ -130,3 +161,41 @@ def test_resume_in_another_device_layout(data, tmp_path):
     assert resumed.info["resumed_from"] == 5
     for x, y in zip(_leaves(full.model), _leaves(resumed.model)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def _meta_file(workdir, step):
+    return workdir / "checkpoints" / str(step) / "meta" / "metadata"  # Orbax's JsonSave file
+
+
+def _checkpoint_meta(workdir, step):
+    return json.loads(_meta_file(workdir, step).read_text())
+
+
+def test_wall_time_adds_up_across_resumes(data, tmp_path):
+    model = CONFIG.build(key=jax.random.key(0))
+    first = zoo.train(model, data, TRAIN.replace(steps=2), key=jax.random.key(1), workdir=tmp_path)
+    recorded = _checkpoint_meta(tmp_path, 2)["wall_time_s"]
+    assert 0 < recorded <= first.info["wall_time_s"] + 0.05
+    assert first.info["wall_time_s"] == first.info["wall_time_s_this_run"]
+    second = zoo.train(model, data, TRAIN.replace(steps=4), key=jax.random.key(1), workdir=tmp_path)
+    assert second.info["resumed_from"] == 2
+    assert second.info["wall_time_s"] >= first.info["wall_time_s"]
+    assert second.info["wall_time_s"] == pytest.approx(recorded + second.info["wall_time_s_this_run"], abs=0.11)
+    assert _checkpoint_meta(tmp_path, 4)["wall_time_s"] > recorded
+    assert "wall_time_estimated" not in second.info
+
+
+def test_wall_time_of_a_workdir_without_a_record_is_estimated_from_the_log(data, tmp_path):
+    # Workdirs written before the driver recorded wall time: the metrics log gives an estimate.
+    model = CONFIG.build(key=jax.random.key(0))
+    zoo.train(model, data, TRAIN.replace(steps=5), key=jax.random.key(1), workdir=tmp_path)
+    meta_file = _meta_file(tmp_path, 5)
+    meta = json.loads(meta_file.read_text())
+    del meta["wall_time_s"], meta["wall_time_estimated"]
+    meta_file.write_text(json.dumps(meta))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 5]
+    estimate = 4 / rows[0]["steps_per_s"] + 1 / rows[1]["steps_per_s"]
+    resumed = zoo.train(model, data, TRAIN.replace(steps=6), key=jax.random.key(1), workdir=tmp_path)
+    assert resumed.info["wall_time_estimated"] is True
+    assert resumed.info["wall_time_s"] == pytest.approx(estimate + resumed.info["wall_time_s_this_run"], abs=0.11)

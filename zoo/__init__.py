@@ -5,7 +5,9 @@ model = zoo.load("ncsn-mnist")              # or "hf://org/repo@rev", or a folde
 images = zoo.sample(model, 16, key=jax.random.key(0))
 """
 
-from . import samplers as samplers
+from . import samplers as samplers, stein as stein
+from ._batch_map import batch_map as batch_map
+from ._card import build_card as build_card
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     annotate as annotate,
@@ -21,11 +23,17 @@ from ._errors import (
     UnknownModelError as UnknownModelError,
     ZooError as ZooError,
 )
+from ._hub import download as download, push as push
+from ._images import save_grid as save_grid, scatter as scatter
 from ._load import load as load, load_bundle as load_bundle, resolve as resolve
 from ._model import (
+    AbstractImageModel as AbstractImageModel,
     AbstractModel as AbstractModel,
+    AbstractPointModel as AbstractPointModel,
     evaluate as evaluate,
+    model_for as model_for,
     num_params as num_params,
+    replace_config as replace_config,
     sample as sample,
     train as train,
 )
@@ -33,6 +41,7 @@ from ._optim import ema_params as ema_params
 from ._registry import (
     ModelEntry as ModelEntry,
     Preset as Preset,
+    bundled_path as bundled_path,
     get_preset as get_preset,
     list_models as list_models,
     list_presets as list_presets,
@@ -40,10 +49,13 @@ from ._registry import (
     register_model as register_model,
     register_preset as register_preset,
 )
+from ._table import model_table as model_table
 from ._train import (
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,
     fit as fit,
+    hardware as hardware,
     initialize_distributed as initialize_distributed,
 )
+from ._trainer import AbstractTrainer as AbstractTrainer, GradientTrainer as GradientTrainer
 from ._version import __version__ as __version__

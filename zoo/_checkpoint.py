@@ -1,9 +1,10 @@
 """Checkpoint folders: ``config.json`` + Orbax ``weights/`` + ``README.md`` (the card).
 
-`save` writes into a temporary sibling folder and renames it into place, so an
-interrupted save never leaves a folder that loads. `load_checkpoint` rebuilds the module
-skeleton from the config with `eqx.filter_eval_shape` and restores the array leaves
-into it, checking every file's SHA-256, every leaf's shape and dtype first.
+`save` builds the folder with `zoo._io.atomic_dir` (a temporary sibling renamed into place),
+so an interrupted save never leaves a folder that loads. The array leaves go through the one
+leaf codec, `zoo._leaves`. `load_checkpoint` rebuilds the module skeleton from the config with
+`eqx.filter_eval_shape` and restores the array leaves into it, checking every file's SHA-256,
+every leaf's shape and dtype first.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ import dataclasses
 import datetime
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 
+from . import _leaves
+from ._card import existing_body, render_card
 from ._config import AbstractConfig, config_type
 from ._errors import CheckpointError, ConfigError, UnknownModelError
 from ._hashing import sha256_file
+from ._io import atomic_dir, atomic_write_text
+from ._leaves import Sharding as Sharding
 from ._model import AbstractModel, num_params
 from ._version import __version__
 
@@ -32,8 +34,6 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_DIR = "weights"
 CARD_FILE = "README.md"
-
-Sharding = jax.sharding.Sharding | Callable[[jax.ShapeDtypeStruct], jax.sharding.Sharding] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,26 +45,6 @@ class Checkpoint:
     config: AbstractConfig
     meta: dict[str, Any]
     path: Path
-
-
-def _is_shape(x: Any) -> bool:
-    return isinstance(x, jax.ShapeDtypeStruct)
-
-
-def _leaves_with_paths(tree: Any, is_leaf: Callable[[Any], bool]) -> list[tuple[str, Any]]:
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
-    return [(jax.tree_util.keystr(path), leaf) for path, leaf in flat if is_leaf(leaf)]
-
-
-def _array_leaves(model: Any) -> list[tuple[str, Any]]:
-    return _leaves_with_paths(eqx.filter(model, eqx.is_array), eqx.is_array)
-
-
-def _as_dict(leaves: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Orbax item names: zero-padded indices (the paths themselves are in config.json).
-    return {f"{i:05d}": leaf for i, (_, leaf) in enumerate(leaves)}
-
-
 
 
 def _file_hashes(root: Path) -> dict[str, str]:
@@ -110,10 +90,10 @@ def save(
     for m in (model, ema):
         if m is not None:
             _check_structure(m)
-    leaves = _array_leaves(model)
-    tree: dict[str, Any] = {"model": _as_dict(leaves)}
+    leaves = _leaves.leaves_with_paths(model)  # their paths and shapes go to config.json
+    tree: dict[str, Any] = {"model": _leaves.to_items(model)}
     if ema is not None:
-        tree["ema"] = _as_dict(_array_leaves(ema))
+        tree["ema"] = _leaves.to_items(ema)
     for metric in metrics or []:
         missing = {"name", "value", "command"} - set(metric)
         if missing:
@@ -133,88 +113,18 @@ def save(
         "card": dict(card or {}),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        _write_weights(tmp / WEIGHTS_DIR, tree)
+
+    def fill(tmp: Path) -> None:
+        _leaves.write(tmp / WEIGHTS_DIR, tree)
         meta["weights"] = {"format": "orbax", "files": _file_hashes(tmp / WEIGHTS_DIR)}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / CARD_FILE).write_text(render_card(meta, card_body))
-        _swap_into_place(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
-
-FACTS_MARKER = "<!-- zoo:facts -->"
-
-
-def render_card(meta: dict[str, Any], body: str | None = None) -> str:
-    """The model card (Hub front matter + Markdown) for checkpoint metadata `meta`.
-
-    A hand-written `body` gets the training facts and the measured metrics (each with
-    the command that measured it) generated from `meta` at its ``<!-- zoo:facts -->``
-    marker, or at its end: numbers on cards come from config.json, never typed by hand.
-    """
-    from ._hub import _generated_body, build_card
-
-    if body is not None:
-        generated = _generated_body(meta, None, str(meta.get("name", "")))
-        cut = min(
-            (i for i in (generated.find("## Training"), generated.find("## Metrics")) if i >= 0), default=len(generated)
-        )
-        facts = generated[cut:].strip()
-        # Delimited, so `annotate` can regenerate the facts inside a hand-written card later.
-        facts = f"{_FACTS_START}\n{facts}\n{_FACTS_END}"
-        if FACTS_MARKER in body:
-            body = body.replace(FACTS_MARKER, facts)
-        else:
-            body = body.rstrip() + "\n\n" + facts + "\n"
-    return str(build_card(meta, body))
-
-
-_FACTS_START, _FACTS_END = "<!-- zoo:facts:start -->", "<!-- zoo:facts:end -->"
-
-
-def _existing_body(path: Path) -> str | None:
-    """The hand-written body of a checkpoint's card, with its generated facts replaced by
-    the marker again; None for a fully generated card."""
-    from ._hub import _strip_front_matter
-
-    card = path / CARD_FILE
-    text = _strip_front_matter(card.read_text()) if card.is_file() else ""
-    if _FACTS_START not in text or _FACTS_END not in text:
-        return None
-    head, rest = text.split(_FACTS_START, 1)
-    return head + FACTS_MARKER + rest.split(_FACTS_END, 1)[1]
-
-
-def _write_weights(directory: Path, tree: dict[str, Any]) -> None:
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(directory.absolute(), tree)
-        ckptr.wait_until_finished()
-
-
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    if not path.exists():
-        os.rename(tmp, path)
-        return
-    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(path, old)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.rename(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    return atomic_dir(path, fill, overwrite=overwrite)
 
 
 def _check_structure(model: AbstractModel) -> None:
-    for p, leaf in _array_leaves(model):
+    for p, leaf in _leaves.leaves_with_paths(model):
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             raise TypeError(f"leaf {p} is a PRNG key array; store raw key data instead")
 
@@ -273,15 +183,6 @@ def _skeleton(config: AbstractConfig) -> AbstractModel:
     return eqx.filter_eval_shape(lambda k: config.build(key=k), jax.random.key(0))
 
 
-def _abstract(leaves: list[tuple[str, jax.ShapeDtypeStruct]], sharding: Sharding) -> dict[str, jax.ShapeDtypeStruct]:
-    out = {}
-    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    for i, (_, s) in enumerate(leaves):
-        sh = sharding(s) if callable(sharding) else (sharding or default)
-        out[f"{i:05d}"] = jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh)
-    return out
-
-
 def _compare_leaves(path: Path, stored: list[dict[str, Any]], wanted: list[tuple[str, Any]]) -> None:
     cfg = path / CONFIG_FILE
     if len(stored) != len(wanted):
@@ -302,8 +203,6 @@ def load_checkpoint(path: str | os.PathLike, *, sharding: Sharding = None) -> Ch
     """Load a checkpoint folder. `sharding` places each restored array (default: the
     first device); pass a `Sharding` or a function of the leaf's `ShapeDtypeStruct` to
     restore into another device layout."""
-    import orbax.checkpoint as ocp
-
     path = Path(path)
     meta = read_meta(path)
     try:
@@ -312,29 +211,20 @@ def load_checkpoint(path: str | os.PathLike, *, sharding: Sharding = None) -> Ch
         raise UnknownModelError(f"{path / CONFIG_FILE}: {e}") from None
     _verify_files(path, meta)
     skeleton = _skeleton(config)
-    wanted = _leaves_with_paths(skeleton, _is_shape)
-    _compare_leaves(path, meta["leaves"], wanted)
-    abstract = {"model": _abstract(wanted, sharding)}
+    _compare_leaves(path, meta["leaves"], _leaves.leaves_with_paths(skeleton, _leaves.is_shape))
+    abstract = {"model": _leaves.abstract_items(skeleton, sharding, _leaves.is_shape)}
     if meta.get("has_ema"):
-        abstract["ema"] = _abstract(wanted, sharding)
+        abstract["ema"] = dict(abstract["model"])
     try:
-        with ocp.StandardCheckpointer() as ckptr:
-            restored = ckptr.restore((path / WEIGHTS_DIR).absolute(), abstract)
+        restored = _leaves.restore(path / WEIGHTS_DIR, abstract)
     except Exception as e:  # tensorstore / orbax errors are not user-friendly
         raise CheckpointError(
             f"could not read the weights in {path / WEIGHTS_DIR}: {type(e).__name__}: {e}. "
             "Re-download or re-save the checkpoint."
         ) from e
 
-    def build(arrays: dict[str, Any]) -> AbstractModel:
-        values = [arrays[f"{i:05d}"] for i in range(len(wanted))]
-        flat, treedef = jax.tree_util.tree_flatten(skeleton, is_leaf=_is_shape)
-        it = iter(values)
-        flat = [next(it) if _is_shape(x) else x for x in flat]
-        return jax.tree_util.tree_unflatten(treedef, flat)
-
-    model = build(restored["model"])
-    ema = build(restored["ema"]) if "ema" in restored else None
+    model = _leaves.from_items(skeleton, restored["model"], _leaves.is_shape)
+    ema = _leaves.from_items(skeleton, restored["ema"], _leaves.is_shape) if "ema" in restored else None
     return Checkpoint(model=model, ema=ema, config=config, meta=meta, path=path)
 
 
@@ -368,8 +258,6 @@ def annotate(
     if card:
         meta["card"] = {**meta.get("card", {}), **card}
     if card_body is None:
-        card_body = _existing_body(path)  # keep a hand-written card, refresh its facts
+        card_body = existing_body(path / CARD_FILE)  # keep a hand-written card, refresh its facts
     for name, text in ((CONFIG_FILE, json.dumps(meta, indent=2) + "\n"), (CARD_FILE, render_card(meta, card_body))):
-        tmp = path / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.write_text(text)
-        os.replace(tmp, path / name)
+        atomic_write_text(path / name, text)

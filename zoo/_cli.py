@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._convert import add_convert_parser
 from ._errors import ConfigError, ZooError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ._registry import bundled_path, list_models, list_presets, model_info
+    from ._registry import list_models, list_presets
     from ._table import model_rows
 
     if args.presets:
@@ -32,7 +33,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    del bundled_path, model_info
     return 0
 
 
@@ -71,7 +71,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from ._images import save_grid
     from ._load import load
 
-    model = load(args.name, weights=args.weights, offline=args.offline)
+    model = _with_settings(load(args.name, weights=args.weights, offline=args.offline), args.set)
     t = time.perf_counter()
     print(f"sampling {args.n} from {args.name} ({type(model).__name__})...", file=sys.stderr)
     samples = eqx.filter_jit(lambda m, k: m.sample(args.n, key=k))(model, _key(args.seed))
@@ -92,13 +92,23 @@ def _parse_value(text: str) -> Any:
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["steps_per_level=5", "denoise=true"]`` -> ``{"steps_per_level": 5, "denoise": True}``
+    (values read as JSON where they parse, else as strings)."""
     out = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ZooError(f"--set takes KEY=VALUE, got {pair!r}")
-        k, v = pair.split("=", 1)
-        out[k] = _parse_value(v)
+        k, sep, v = pair.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"--set takes KEY=VALUE (a config field and its value), got {pair!r}")
+        out[k.strip()] = _parse_value(v)
     return out
+
+
+def _with_settings(model: Any, pairs: list[str]) -> Any:
+    """`model` under its config with the ``--set`` fields changed (same weights): sampler and
+    evaluation settings such as ``steps_per_level``, ``iw_samples`` or ``ais_steps``."""
+    from ._model import replace_config
+
+    return replace_config(model, **_overrides(pairs))
 
 
 def _split_cpu(n: int) -> None:
@@ -111,15 +121,44 @@ def _split_cpu(n: int) -> None:
         raise ConfigError(f"--cpu-devices must be at least 1, got {n}")
     try:
         jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError as e:  # the backend already started
-        raise ConfigError(f"--cpu-devices {n}: JAX's CPU backend is already initialised ({e})") from e
+    except RuntimeError as e:  # the backend already started (e.g. `main` called twice in one process)
+        if len(jax.devices("cpu")) != n:
+            raise ConfigError(f"--cpu-devices {n}: JAX's CPU backend is already initialised ({e})") from e
     if jax.devices()[0].platform == "cpu" and len(jax.devices()) != n:
         raise ConfigError(f"--cpu-devices {n}: JAX made {len(jax.devices())} CPU devices instead")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
+def _latest_step(workdir: Path) -> int | None:
+    """The step of the newest training checkpoint `zoo.fit` wrote in `workdir`."""
+    folder = workdir / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(steps) if steps else None
 
+
+def _set_option(argv: list[str], flag: str, value: str | None) -> list[str]:
+    """`argv` without `flag` (``--flag V`` or ``--flag=V``), then ``flag value`` appended unless None."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == flag:
+            i += 2
+            continue
+        if not argv[i].startswith(flag + "="):
+            out.append(argv[i])
+        i += 1
+    return out + ([flag, value] if value is not None else [])
+
+
+def _command(argv: list[str]) -> str:
+    return "zoo " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _log_line(step: int, row: dict[str, float]) -> None:
+    """One line per log step on stderr (when no progress bar shows: stderr is not a terminal)."""
+    shown = {k: float(f"{v:.5g}") for k, v in row.items() if k != "step"}
+    print(f"step {step} {json.dumps(shown)}", file=sys.stderr, flush=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
     from . import data as zdata
     from ._checkpoint import save
     from ._load import load_bundle
@@ -132,28 +171,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         initialize_distributed()
     preset = get_preset(args.preset)
+    if args.export and args.out:
+        raise ConfigError("--export DIR writes the checkpoint to DIR; drop --out")
     config = preset.config
     model_overrides = _overrides(args.set)
     if model_overrides:
-        config = dataclasses.replace(config, **model_overrides)
-    train = preset.train
+        config = config.replace(**model_overrides)
     changes = {
-        k: v
-        for k, v in {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "learning_rate": args.lr,
-            "seed": args.seed,
-        }.items()
-        if v is not None
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
     }
-    train = train.replace(**changes)
+    train = preset.train.replace(**{k: v for k, v in changes.items() if v is not None})
+    workdir = Path(args.workdir or f"runs/{args.preset.replace('/', '-')}")
+    argv = list(args.argv)
+    command = _command(argv)
+    if args.export:
+        step = _latest_step(workdir)
+        if step is None:
+            raise ConfigError(
+                f"--export: {workdir / 'checkpoints'} holds no training checkpoint; train first "
+                "(the same command without --export), or pass the run's --workdir"
+            )
+        if args.steps is not None and args.steps != step:
+            raise ConfigError(
+                f"--export writes the newest checkpoint of {workdir} (step {step}) and trains nothing; "
+                f"drop --steps (or train to step {args.steps} first)"
+            )
+        train = train.replace(steps=step)
+        # What trains to this checkpoint (resumable): this command with --out DIR instead of --export DIR.
+        command = _command(_set_option(_set_option(_set_option(argv, "--export", None), "--steps", str(step)),
+                                       "--out", args.export))
     ema = None
     if args.init_from:
         bundle = load_bundle(args.init_from)
         model, ema = bundle.model, bundle.ema
         if type(bundle.config) is not type(config):
-            raise ZooError(
+            raise ConfigError(
                 f"{args.init_from} is a {type(bundle.config).__name__}, preset {args.preset} "
                 f"trains a {type(config).__name__}"
             )
@@ -161,22 +217,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model = config.build(key=_key(args.seed or 0))
     dataset = zdata.load(preset.dataset, preset.split)
     data = model.prepare_data(dataset)
-    workdir = Path(args.workdir or f"runs/{args.preset.replace('/', '-')}")
-    result = model.train(data, train, key=_key(1000 + (args.seed or 0)), workdir=workdir, ema=ema, progress=None)
-    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    out = Path(args.out or workdir / "model")
+    callback = None if sys.stderr.isatty() else _log_line
+    result = model.train(
+        data, train, key=_key(1000 + (args.seed or 0)), workdir=workdir, ema=ema, progress=None, callback=callback
+    )
+    out = Path(args.export or args.out or workdir / "model")
     training = {**result.info, "dataset": preset.dataset, "preset": args.preset, "command": command}
+    if args.export:
+        training["export_command"] = _command(argv)
     if args.init_from:
         training["fine_tuned_from"] = args.init_from
-    save(
-        result.model,
-        out,
-        ema=result.ema,
-        name=out.name,
-        training=training,
-        overwrite=True,
-        card={"summary": preset.summary, "datasets": [preset.dataset]},
-    )
+    card = {
+        "summary": preset.summary,
+        "datasets": [preset.dataset],
+        "license": preset.license,
+        "tags": list(preset.tags),
+    }
+    save(result.model, out, ema=result.ema, name=args.name or out.name, training=training, overwrite=True, card=card)
     if result.history:
         print(json.dumps(result.history[-1]))
     print(out)
@@ -184,6 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import jax
     import numpy as np
 
     from . import data as zdata
@@ -192,11 +250,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.name, offline=args.offline)
     model = bundle.ema if (bundle.ema is not None and args.weights != "raw") else bundle.model
+    model = _with_settings(model, args.set)
     dataset_name = args.dataset or bundle.meta.get("training", {}).get("dataset")
     if not dataset_name:
-        raise ZooError(f"{args.name} does not record its data set; pass --dataset NAME")
+        raise ConfigError(f"{args.name} does not record its data set; pass --dataset NAME")
     dataset = zdata.load(dataset_name, args.split)
-    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command(args.argv)
     results: dict[str, float] = {}
     if "fid" in args.metric or "kid" in args.metric:
         from . import metrics
@@ -214,9 +273,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "default" in args.metric:
         data = model.prepare_data(dataset)
         if args.n is not None:
-            import jax
-
-        data = jax.tree.map(lambda x: x[: args.n], data)
+            data = jax.tree.map(lambda x: x[: args.n], data)
         results.update({k: float(v) for k, v in model.evaluate(data, key=_key(args.seed)).items()})
     print(json.dumps(results, indent=2))
     if args.record:
@@ -275,19 +332,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, default=None)
     p.add_argument("--npz", default=None, help="also save the raw samples to this .npz")
     p.add_argument("--weights", choices=["ema", "raw"], default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="sample under a changed config field, same weights (e.g. steps_per_level=5); repeatable")
     p.add_argument("--offline", action="store_true", default=None)
     p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("train", help="train a preset (FAMILY/CONFIG; see `zoo list --presets`)")
+    p = sub.add_parser(
+        "train",
+        help="train a preset (FAMILY/CONFIG; see `zoo list --presets`); rerun to resume",
+        description="Train a preset with the shared driver and save a checkpoint. Training checkpoints go to "
+        "WORKDIR: rerunning the same command resumes (only --steps may grow); --export DIR writes the newest "
+        "of them as a checkpoint without training.",
+        allow_abbrev=False,
+    )
     p.add_argument("preset")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model config field")
-    p.add_argument("--init-from", metavar="NAME", help="fine-tune from this model's weights")
-    p.add_argument("--workdir", help="checkpoints + metrics.jsonl; rerun to resume (default runs/FAMILY-CONFIG)")
-    p.add_argument("--out", help="where to save the final checkpoint (default WORKDIR/model)")
+    p.add_argument("--seed", type=int, help="initialisation, noise and data-order seed (default 0)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between training checkpoints")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config field (e.g. ngf=32, steps_per_level=5); repeatable")
+    p.add_argument("--init-from", metavar="NAME", help="fine-tune from this model's weights (and EMA)")
+    p.add_argument("--workdir", help="training checkpoints + metrics.jsonl (default runs/FAMILY-CONFIG)")
+    p.add_argument("--out", metavar="DIR", help="where to save the final checkpoint (default WORKDIR/model)")
+    p.add_argument("--export", metavar="DIR",
+                   help="train nothing: write the newest training checkpoint of WORKDIR (raw + EMA) to DIR")
+    p.add_argument("--name", help="model name recorded in the checkpoint (default: the folder's name)")
     p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first")
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on CPU, train data-parallel over N devices (e.g. the core count; the batch must divide)")
@@ -313,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=["ema", "raw"], default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluate under a changed config field, same weights (e.g. iw_samples=100, ais_steps=3000, "
+                   "steps_per_level=5); repeatable")
     p.add_argument("--record", action="store_true", help="record the metrics (and this command) in config.json")
     p.add_argument("--offline", action="store_true", default=None)
     p.set_defaults(func=_cmd_evaluate)
@@ -326,11 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assets-dir", default=None, metavar="DIR",
                    help="folder holding the images the card links to but the checkpoint lacks (e.g. cards/)")
     p.set_defaults(func=_cmd_push)
+
+    add_convert_parser(sub)  # zoo convert FORMAT ... (zoo/_convert.py)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded as the command that wrote a checkpoint or a metric
     if getattr(args, "metric", "unset") is None:
         args.metric = ["default"]
     try:

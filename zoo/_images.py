@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_open
+
 
 def grid(images: np.ndarray, *, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """Tile (N, H, W, C) images in [0, 1] into one uint8 (H', W', 3) image."""
@@ -44,10 +46,8 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(np.asarray(image, np.uint8)).save(f, format="PNG")
     return path
 
 

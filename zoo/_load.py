@@ -35,7 +35,12 @@ def resolve(name_or_uri: str | os.PathLike, *, offline: bool | None = None) -> P
         entry = model_info(s)
         if entry.hub_repo is None:
             raise HubError(f"model {s!r} has neither a bundled checkpoint nor a Hub repo; reinstall zoo")
-        return _hub.download(entry.hub_repo, entry.revision, offline=offline)
+        try:
+            return _hub.download(entry.hub_repo, entry.revision, offline=offline)
+        except HubError as e:
+            if entry.how_to_obtain is None:
+                raise
+            raise HubError(f"{e}\n{entry.how_to_obtain}") from e
     p = Path(s).expanduser()
     if p.exists() or os.sep in s or s.startswith("."):
         return _as_folder(p)

@@ -1,9 +1,13 @@
-"""Registered pretrained models and training presets.
+"""Registered pretrained models and training presets, and the name -> object tables.
 
 Families register their pretrained models (``register_model``) and training presets
 (``register_preset``) when imported. A registered model resolves to the checkpoint
 bundled under ``checkpoints/<name>`` when present, else to its Hub repo at the pinned
 revision.
+
+`Registry` is the one helper behind every other name table (estimators, kernel score
+estimators, samplers, ...): filled by a ``@table.register(name)`` decorator next to what
+it names, read by ``table.get(name)``, which explains an unknown name.
 """
 
 from __future__ import annotations
@@ -12,10 +16,70 @@ import dataclasses
 import difflib
 import fnmatch
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from ._errors import UnknownModelError
+from ._errors import ConfigError, UnknownModelError
+
+
+_T = TypeVar("_T")
+
+
+class Registry(Generic[_T]):
+    """A table from names to objects (classes, builder functions), filled by a decorator.
+
+        SAMPLERS = Registry("sampler")
+
+        @SAMPLERS.register("gwg")
+        class GWG(AbstractSampler): ...
+
+        SAMPLERS.get("gwg")  # GWG; an unknown name raises a ConfigError with close matches
+
+    Iterating yields the names in registration order; ``name in table`` tests membership.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, _T] = {}
+
+    def register(self, name: str) -> Callable[[_T], _T]:
+        """Decorator: register the decorated object under `name` and return it unchanged."""
+
+        def decorate(obj: _T) -> _T:
+            other = self._entries.get(name)
+            if other is not None and getattr(other, "__qualname__", other) != getattr(obj, "__qualname__", obj):
+                raise ValueError(f"{self.kind} name {name!r} is already registered to {other!r}")
+            self._entries[name] = obj
+            return obj
+
+        return decorate
+
+    def get(self, name: str) -> _T:
+        """The object registered as `name`; a `ConfigError` naming close matches and every
+        registered name otherwise."""
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            known = ", ".join(self._entries)
+            raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Choose one of: {known}.") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +93,7 @@ class ModelEntry:
     hub_repo: str | None = None
     revision: str | None = None  # a pinned commit sha of `hub_repo`
     preset: str | None = None  # the training preset that produced it
+    how_to_obtain: str | None = None  # said when the weights cannot be fetched (e.g. a conversion command)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +106,8 @@ class Preset:
     dataset: str
     split: str = "train"
     summary: str = ""
+    tags: tuple[str, ...] = ()  # model-card tags of what it trains (beside "zoo" and the family)
+    license: str = "mit"  # model-card license of what it trains
 
 
 _MODELS: dict[str, ModelEntry] = {}

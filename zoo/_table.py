@@ -20,6 +20,7 @@ def _size(meta: dict[str, Any] | None) -> str:
 
 
 def model_rows(names: list[str]) -> list[tuple[str, ...]]:
+    """The header and one row per model in `names` (shown by `zoo list`)."""
     from ._checkpoint import read_meta
     from ._registry import bundled_path, model_info
 
@@ -33,8 +34,12 @@ def model_rows(names: list[str]) -> list[tuple[str, ...]]:
     return rows
 
 
-def markdown_table(names: list[str]) -> str:
-    rows = model_rows(names)
+def model_table(names: list[str] | None = None) -> str:
+    """The model table in Markdown (as the README shows it): one row per registered model in
+    `names` (default: all), with its family, data, first recorded metric, size and where it loads from."""
+    from ._registry import list_models
+
+    rows = model_rows(list_models() if names is None else list(names))
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(f"`{r[0]}`" if i == 0 else r[i] for i in range(len(r))) + " |" for r in body]

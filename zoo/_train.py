@@ -3,9 +3,11 @@
 One jitted step (optax update of the arrays `model.trainable()` selects, the family's
 auxiliary state, optional EMA), data-parallel over every local device through `jax.sharding`
 (batch sharded over a ``data`` mesh axis, parameters replicated), multi-host through
-`jax.distributed`. Periodic Orbax checkpoints of the full training state make a run
-resumable: a run resumed from its last checkpoint sees exactly the batches and PRNG
-keys an uninterrupted run would, so both end with the same weights.
+`jax.distributed`. Periodic Orbax checkpoints of the full training state (through the one
+leaf codec, `zoo._leaves`) make a run resumable: a run resumed from its last checkpoint sees
+exactly the batches (`zoo.data` `batch_indices`) and PRNG keys an uninterrupted run would, so
+both end with the same weights. The checkpoints also carry the training seconds so far, so a
+workdir's wall time adds up across resumes.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import PRNGKeyArray, PyTree
 
+from . import _leaves
 from ._errors import CheckpointError, ConfigError
 from ._model import AbstractModel
-from ._optim import ema_params, get_ema
+from ._optim import get_ema, get_optimizer, make_optimizer, set_ema
 from ._progress import tqdm_bar
+from .data._batching import batch_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +45,7 @@ class TrainConfig:
     steps: int
     batch_size: int = 128
     learning_rate: float = 1e-3
-    optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
+    optimizer: str = "adam"  # a name in the optimiser table: "adam" | "adamw" | "sgd" (zoo._optim)
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
@@ -57,8 +61,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size <= 0:
             raise ConfigError(f"need steps >= 0 and batch_size > 0, got {self.steps}, {self.batch_size}")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ConfigError(f"optimizer must be 'adam', 'adamw' or 'sgd', not {self.optimizer!r}")
+        get_optimizer(self.optimizer)  # a ConfigError naming the known optimisers
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,25 +76,6 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optax chain for `config`: clipping, the optimiser with warm-up, then EMA."""
-    lr: Any = config.learning_rate
-    if config.warmup_steps > 0:
-        lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
-    parts = []
-    if config.grad_clip is not None:
-        parts.append(optax.clip_by_global_norm(config.grad_clip))
-    if config.optimizer == "adam":
-        parts.append(optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps))
-    elif config.optimizer == "adamw":
-        parts.append(optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps, weight_decay=config.weight_decay))
-    else:
-        parts.append(optax.sgd(lr))
-    if config.ema_decay is not None:
-        parts.append(ema_params(config.ema_decay))
-    return optax.chain(*parts)
 
 
 @dataclasses.dataclass
@@ -120,17 +104,6 @@ def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh named ``data`` over all (or the given) devices."""
     devs = np.asarray(devices if devices is not None else jax.devices())
     return Mesh(devs, ("data",))
-
-
-def batch_indices(n: int, batch_size: int, step: int, *, seed: int) -> np.ndarray:
-    """Example indices of the batch at global `step`: a fresh permutation each epoch,
-    a pure function of (seed, epoch), so resuming at any step replays the same batches."""
-    if batch_size > n:
-        raise ConfigError(f"batch_size {batch_size} exceeds the {n} training examples")
-    per_epoch = n // batch_size
-    epoch, i = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return perm[i * batch_size : (i + 1) * batch_size]
 
 
 def _num_examples(data: PyTree[np.ndarray]) -> int:
@@ -179,7 +152,8 @@ def _make_step(config: TrainConfig) -> Callable:
 
 
 class _Checkpoints:
-    """Orbax `CheckpointManager` over the full training state, flattened to leaves."""
+    """Orbax `CheckpointManager` over the full training state: per step, the items ``state``
+    (the state's arrays as `zoo._leaves` items ``{"00000": leaf, ...}``) and ``meta`` (JSON)."""
 
     def __init__(self, directory: Path, keep: int) -> None:
         import orbax.checkpoint as ocp
@@ -194,34 +168,24 @@ class _Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, tree: PyTree, meta: dict[str, Any]) -> None:
-        leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
-        items = {f"{i:05d}": x for i, x in enumerate(leaves)}
-        self.manager.save(
-            step,
-            args=self._ocp.args.Composite(state=self._ocp.args.StandardSave(items), meta=self._ocp.args.JsonSave(meta)),
-        )
+        state = _leaves.save_args(_leaves.to_items(tree))
+        self.manager.save(step, args=self._ocp.args.Composite(state=state, meta=self._ocp.args.JsonSave(meta)))
         self.manager.wait_until_finished()
 
     def restore(self, step: int, template: PyTree) -> tuple[PyTree, dict[str, Any]]:
-        params, static = eqx.partition(template, eqx.is_array)
-        leaves, treedef = jax.tree_util.tree_flatten(params)
-        abstract = {
-            f"{i:05d}": jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding) for i, x in enumerate(leaves)
-        }
+        """The state saved at `step`, in the structure and device layout of `template`, and its meta."""
+        state = _leaves.restore_args(_leaves.abstract_items(template))
         try:
             out = self.manager.restore(
-                step,
-                args=self._ocp.args.Composite(
-                    state=self._ocp.args.StandardRestore(abstract), meta=self._ocp.args.JsonRestore()
-                ),
+                step, args=self._ocp.args.Composite(state=state, meta=self._ocp.args.JsonRestore())
             )
+            tree = _leaves.from_items(template, out.state)
         except Exception as e:
             raise CheckpointError(
                 f"cannot resume from {self.directory}/{step}: {type(e).__name__}: {e}. "
                 "The training state does not match this model/optimiser; use a fresh workdir."
             ) from e
-        values = [out.state[f"{i:05d}"] for i in range(len(leaves))]
-        return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static), dict(out.meta)
+        return tree, dict(out.meta)
 
     def close(self) -> None:
         self.manager.close()
@@ -257,6 +221,8 @@ def fit(
     """
     t_start = time.perf_counter()
     n = _num_examples(data)
+    if config.batch_size > n:
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {n} training examples; use at most {n}")
     mesh = mesh if mesh is not None else data_mesh()
     ndev = mesh.devices.size
     if config.batch_size % ndev:
@@ -272,12 +238,12 @@ def fit(
     params = eqx.filter(model, model.trainable())
     opt_state = optimizer.init(params)
     if ema is not None and config.ema_decay is not None:
-        ema_init = eqx.filter(ema, ema.trainable())
-        opt_state = opt_state[:-1] + (type(opt_state[-1])(ema=ema_init),)
+        opt_state = set_ema(opt_state, eqx.filter(ema, ema.trainable()))
     opt_state = _place(opt_state, replicated)
     state = _place(model.init_state(data, key=key_state), replicated)
 
     start = 0
+    earlier_s, estimated = 0.0, False  # training seconds of earlier runs of this workdir
     history: list[dict[str, float]] = []
     ckpts = None
     log_file = None
@@ -291,6 +257,7 @@ def fit(
             (model, opt_state, state), meta = ckpts.restore(latest, (model, opt_state, state))
             _check_resume(meta, run_meta, workdir)
             start = latest
+            earlier_s, estimated = _earlier_wall_time(meta, workdir, latest)
         log_file = open(workdir / "metrics.jsonl", "a")
 
     step_fn = _make_step(config)
@@ -323,7 +290,8 @@ def fit(
             if bar is not None:
                 bar.update(1)
             if ckpts is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-                ckpts.save(done, (model, opt_state, state), run_meta)
+                wall = {"wall_time_s": round(earlier_s + time.perf_counter() - t_start, 3)}
+                ckpts.save(done, (model, opt_state, state), {**run_meta, **wall, "wall_time_estimated": estimated})
     finally:
         if bar is not None:
             bar.close()
@@ -336,14 +304,45 @@ def fit(
     ema_model = None
     if ema_params_tree is not None:
         ema_model = eqx.combine(ema_params_tree, eqx.filter(model, model.trainable(), inverse=True))
+    this_run = time.perf_counter() - t_start
     info = {
         "steps": config.steps,
         "hardware": hardware(),
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
+        "wall_time_s": round(earlier_s + this_run, 1),  # every run of this workdir
+        "wall_time_s_this_run": round(this_run, 1),
         "resumed_from": start,
         "train_config": config.to_dict(),
     }
+    if estimated:
+        info["wall_time_estimated"] = True  # earlier runs' share estimated from metrics.jsonl
     return TrainResult(model=model, ema=ema_model, state=state, step=config.steps, history=history, info=info)
+
+
+def _earlier_wall_time(meta: dict[str, Any], workdir: Path, step: int) -> tuple[float, bool]:
+    """Training seconds recorded up to the checkpoint at `step`, and whether they are an estimate.
+
+    A checkpoint written before wall time was recorded gets an estimate from metrics.jsonl (rows up
+    to `step`): each row's steps since the previous row over its steps_per_s, where a row whose step
+    does not grow starts a resumed run and counts at most ``log_every`` steps.
+    """
+    if "wall_time_s" in meta:
+        return float(meta["wall_time_s"]), bool(meta.get("wall_time_estimated", False))
+    log_every = max(int(meta.get("train_config", {}).get("log_every", 1)), 1)
+    total, prev = 0.0, 0
+    try:
+        lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0.0, True
+    for line in lines:
+        try:
+            row = json.loads(line)
+            done, rate = int(row["step"]), float(row["steps_per_s"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if done <= step and rate > 0:
+            total += (done - prev if done > prev else min(done, log_every)) / rate
+        prev = done
+    return round(total, 3), True
 
 
 def _check_resume(saved: dict[str, Any], current: dict[str, Any], workdir: Path) -> None:

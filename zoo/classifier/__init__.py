@@ -3,7 +3,7 @@ Frechet distance between image sets for evaluating generative models.
 
     import zoo
     from zoo.classifier import classifier_frechet_distance, reference_stats
-    ref = reference_stats("classifier-mnist", "mnist", split="test")
+    ref = reference_stats("classifier-mnist", "mnist", split="test")  # a zoo.metrics.FeatureStats
     d = classifier_frechet_distance("classifier-mnist", images, ref)  # images (N, 28, 28, 1) in [0, 1]
 
 This distance is NOT Inception FID and is not comparable to published FID numbers.
@@ -11,15 +11,14 @@ This distance is NOT Inception FID and is not comparable to published FID number
 
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
+from ._config import ClassifierConfig as ClassifierConfig
 from ._distance import (
-    ClassifierStats as ClassifierStats,
     classifier_features as classifier_features,
     classifier_frechet_distance as classifier_frechet_distance,
     reference_stats as reference_stats,
 )
 from ._model import (
     Classifier as Classifier,
-    ClassifierConfig as ClassifierConfig,
     evaluation_subset as evaluation_subset,
     training_arrays as training_arrays,
 )
@@ -42,6 +41,7 @@ register_preset(
         train=TrainConfig(steps=2000, batch_size=128, learning_rate=2e-3, warmup_steps=100, ema_decay=0.998,
                           log_every=100, checkpoint_every=500),
         dataset="mnist",
+        tags=("classifier", "evaluation", "mnist"),
         summary="3-stage CNN MNIST classifier; its 128-d penultimate features give the MNIST Frechet distance",
     )
 )
@@ -52,6 +52,7 @@ register_preset(
         train=TrainConfig(steps=2000, batch_size=128, learning_rate=2e-3, warmup_steps=200, ema_decay=0.998,
                           log_every=50, checkpoint_every=250),
         dataset="cifar10",
+        tags=("classifier", "evaluation", "cifar10"),
         summary="3-stage CNN (GroupNorm, flips) CIFAR-10 classifier; 192-d features for a Frechet distance",
     )
 )

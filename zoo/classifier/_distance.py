@@ -4,31 +4,27 @@ This is NOT Inception FID: the features are the penultimate layer of a small CNN
 in this project (`classifier-mnist`, `classifier-cifar10`), so values are comparable only
 with values computed with the same classifier checkpoint, and never with published FID.
 For Inception FID use `zoo.metrics.fid`.
+
+The pipeline is Inception FID's (`zoo.metrics`): features -> `FeatureStats` -> `frechet_distance`; only the
+feature extractor differs.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
 
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Array, Float
 
+from .._batch_map import batch_map
 from .._errors import ZooError
-from ..metrics import frechet_distance, gaussian_stats
+from ..metrics import FeatureStats, frechet_distance, stats_of
 from ._model import Classifier
 
 
-__all__ = ["ClassifierStats", "classifier_features", "classifier_frechet_distance", "reference_stats"]
-
-
-class ClassifierStats(NamedTuple):
-    """Gaussian fit of classifier features: mean ``(d,)``, covariance ``(d, d)`` (float64), from ``count`` images."""
-
-    mu: np.ndarray
-    sigma: np.ndarray
-    count: int
+__all__ = ["classifier_features", "classifier_frechet_distance", "reference_stats"]
 
 
 def _resolve(classifier: Classifier | str) -> Classifier:
@@ -61,8 +57,7 @@ def _as_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return np.clip(x, 0.0, 1.0)
 
 
-@eqx.filter_jit
-def _features_batch(classifier: Classifier, x: Float[np.ndarray, "b h w c"]) -> jax.Array:
+def _features_batch(classifier: Classifier, x: Float[Array, "b h w c"]) -> Float[Array, "b d"]:
     return jax.vmap(classifier.features)(x)
 
 
@@ -76,28 +71,15 @@ def classifier_features(
     x = _as_images(images, clf.config.image_shape)
     if batch_size < 1:
         raise ZooError(f"batch_size must be positive, got {batch_size}")
-    out = np.empty((len(x), clf.config.feature_dim), np.float32)
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        if len(xb) < batch_size and len(x) > batch_size:  # pad the last batch: one compiled shape
-            pad = np.concatenate([xb, np.zeros((batch_size - len(xb), *xb.shape[1:]), xb.dtype)])
-            out[i:] = np.asarray(_features_batch(clf, pad))[: len(xb)]
-        else:
-            out[i : i + len(xb)] = np.asarray(_features_batch(clf, xb))
-    return out
+    # Fixed-size padded batches (one compilation); a set smaller than one batch is one batch of its own size.
+    fn = eqx.Partial(_features_batch, clf)
+    return batch_map(fn, x, batch_size=max(1, min(batch_size, len(x))), progress="classifier features")
 
 
-def _stats(classifier: Classifier, images: np.ndarray | ClassifierStats, batch_size: int) -> ClassifierStats:
-    if isinstance(images, ClassifierStats):
-        if images.mu.shape != (classifier.config.feature_dim,):
-            raise ZooError(
-                f"stats of dimension {images.mu.shape} do not come from this classifier "
-                f"(feature dimension {classifier.config.feature_dim})"
-            )
-        return images
-    features = classifier_features(classifier, images, batch_size=batch_size)
-    mu, sigma = gaussian_stats(features)
-    return ClassifierStats(mu, sigma, len(features))
+def _stats(classifier: Classifier, images: np.ndarray | FeatureStats, batch_size: int) -> FeatureStats:
+    """Images -> classifier features -> `FeatureStats` (precomputed stats pass through, checked)."""
+    features = functools.partial(classifier_features, classifier, batch_size=batch_size)
+    return stats_of(images, features, dim=classifier.config.feature_dim, source="classifier")
 
 
 def reference_stats(
@@ -107,8 +89,8 @@ def reference_stats(
     split: str = "train",
     n: int | None = None,
     batch_size: int = 500,
-) -> ClassifierStats:
-    """Feature statistics of a reference image set, for repeated comparisons.
+) -> FeatureStats:
+    """Feature statistics (`zoo.metrics.FeatureStats`) of a reference image set, for repeated comparisons.
 
     `data` is an image array (N, H, W, C) or a `zoo.data` name (``"mnist"``, ``"cifar10"``)
     whose `split` is loaded. `n` keeps a fixed random subset of `n` images (the first `n`
@@ -129,8 +111,8 @@ def reference_stats(
 
 def classifier_frechet_distance(
     classifier: Classifier | str,
-    images_a: np.ndarray | ClassifierStats,
-    images_b: np.ndarray | ClassifierStats,
+    images_a: np.ndarray | FeatureStats,
+    images_b: np.ndarray | FeatureStats,
     *,
     batch_size: int = 500,
 ) -> float:
@@ -138,12 +120,11 @@ def classifier_frechet_distance(
 
     `classifier` is a loaded `Classifier` or a registered name (``"classifier-mnist"``,
     ``"classifier-cifar10"``). Each image set is (N, H, W, C) float in [0, 1] or uint8, or
-    precomputed `ClassifierStats` (e.g. from `reference_stats`). Computed in float64.
+    precomputed `FeatureStats` (e.g. from `reference_stats`). Computed in float64: classifier features ->
+    `zoo.metrics.feature_stats` -> `zoo.metrics.frechet_distance`, as Inception FID.
 
     Not Inception FID and not comparable to published FID; like FID it is biased upwards
     for small sets, so compare values only at equal set sizes and with the same checkpoint.
     """
     clf = _resolve(classifier)
-    a = _stats(clf, images_a, batch_size)
-    b = _stats(clf, images_b, batch_size)
-    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+    return frechet_distance(_stats(clf, images_a, batch_size), _stats(clf, images_b, batch_size))

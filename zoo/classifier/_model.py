@@ -7,7 +7,6 @@ cross-entropy), evaluate to test accuracy and loss, and refuse to sample.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -16,46 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from .._config import AbstractConfig
-from .._errors import ConfigError, DataError, ZooError
-from .._model import AbstractModel
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierConfig(AbstractConfig):
-    """A CNN on (height, width, channels) images in [0, 1].
-
-    Each entry of ``channels`` is one stage: ``convs_per_stage`` 3x3 convolutions (ReLU,
-    optional GroupNorm) then 2x2 max pooling. The flattened result goes through one dense
-    ReLU layer of width ``feature_dim`` (the feature layer) and a linear layer to the logits.
-    """
-
-    family: ClassVar[str] = "classifier"
-    type_name: ClassVar[str] = "classifier.ClassifierConfig"
-
-    image_shape: tuple[int, int, int] = (28, 28, 1)
-    num_classes: int = 10
-    channels: tuple[int, ...] = (16, 32, 64)
-    convs_per_stage: int = 1
-    feature_dim: int = 128
-    group_norm: bool = False  # GroupNorm (8 groups or fewer) after each convolution
-    augment: bool = False  # training-time random horizontal flips and +-pad pixel shifts
-    augment_pad: int = 4
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise ConfigError(f"image_shape must be (height, width, channels), got {self.image_shape}")
-        if not self.channels or self.convs_per_stage < 1:
-            raise ConfigError("need at least one stage (channels) and convs_per_stage >= 1")
-        h, w, _ = self.image_shape
-        if h >> len(self.channels) < 1 or w >> len(self.channels) < 1:
-            raise ConfigError(f"{len(self.channels)} pooling stages shrink a {h}x{w} image to nothing; use fewer")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
-
-    def build(self, *, key: PRNGKeyArray) -> Classifier:
-        return Classifier(self, key=key)
+from .._errors import DataError, ZooError
+from .._model import AbstractImageModel, all_inexact, model_for
+from .._trainer import AbstractTrainer, GradientTrainer
+from ..samplers import AbstractSampler
+from ._config import ClassifierConfig
 
 
 def _groups(c: int) -> int:
@@ -65,7 +29,8 @@ def _groups(c: int) -> int:
     return g
 
 
-class Classifier(AbstractModel):
+@model_for(ClassifierConfig)
+class Classifier(AbstractImageModel):
     """``classifier(x)``: logits of one image ``x`` (H, W, C) in [0, 1];
     ``classifier.features(x)``: its penultimate-layer (feature) vector."""
 
@@ -74,6 +39,7 @@ class Classifier(AbstractModel):
     norms: tuple[eqx.nn.GroupNorm | None, ...]
     dense: eqx.nn.Linear
     head: eqx.nn.Linear
+    trainer: ClassVar[AbstractTrainer] = GradientTrainer()
 
     def __init__(self, config: ClassifierConfig, *, key: PRNGKeyArray):
         self.config = config
@@ -158,7 +124,16 @@ class Classifier(AbstractModel):
         """``(images, labels)``: what `loss` and `evaluate` take (used by ``zoo train`` / ``zoo evaluate``)."""
         return _images_labels(dataset)
 
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Array:
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        return all_inexact(self)
+
+    def default_sampler(self) -> None:
+        return None
+
+    def sample(self, n: int, *, sampler: AbstractSampler | None = None, key: PRNGKeyArray) -> Array:
         raise ZooError(
             f"{self.config.type_name} is a classifier, not a generative model: classifiers do not sample. "
             "Use it to score images (`classifier(x)`), or for feature-space Frechet distances "

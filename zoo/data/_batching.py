@@ -1,8 +1,8 @@
 """Deterministic, resumable minibatches over a pytree of arrays sharing a leading axis.
 
-The order of epoch `e` is a permutation drawn from ``(seed, e)`` alone, so `batches` and
-`batch_at` agree, and a run resumed at step `t` sees the batches an uninterrupted run
-would have seen.
+The order of epoch `e` is a permutation drawn from ``(seed, e)`` alone, so `batches`,
+`batch_at` and the training driver (which draws `batch_indices`) agree, and a run resumed at
+step `t` sees the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -70,18 +70,27 @@ def batches(
     return (_take(leaves, treedef, order[start : start + batch_size]) for start in range(0, stop, batch_size))
 
 
-def batch_at(arrays: Any, batch_size: int, step: int, *, seed: int) -> Any:
-    """The batch that global training step `step` (counted from 0) sees.
+def batch_indices(n: int, batch_size: int, step: int, *, seed: int) -> np.ndarray:
+    """The example indices (into `n` examples) of the batch that global training step `step`
+    (counted from 0) sees: the one schedule of `batch_at` and of the training driver.
 
-    Equal to batch ``step % steps_per_epoch`` of ``batches(arrays, batch_size, seed=seed,
-    epoch=step // steps_per_epoch)``, where ``steps_per_epoch = len // batch_size`` (shuffled,
-    partial batches dropped).
+    Batch ``step % steps_per_epoch`` of epoch ``step // steps_per_epoch``'s permutation, where
+    ``steps_per_epoch = n // batch_size`` (partial batches dropped). Read-only.
     """
-    leaves, treedef = _leaves(arrays)
-    n = len(leaves[0])
     _check_batch_size(batch_size, n, drop_last=True)
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}.")
     epoch, index = divmod(int(step), n // batch_size)
     start = index * batch_size
-    return _take(leaves, treedef, _permutation(int(seed), epoch, n)[start : start + batch_size])
+    return _permutation(int(seed), epoch, n)[start : start + batch_size]
+
+
+def batch_at(arrays: Any, batch_size: int, step: int, *, seed: int) -> Any:
+    """The batch that global training step `step` (counted from 0) sees.
+
+    Equal to batch ``step % steps_per_epoch`` of ``batches(arrays, batch_size, seed=seed,
+    epoch=step // steps_per_epoch)``, where ``steps_per_epoch = len // batch_size`` (shuffled,
+    partial batches dropped); its indices are `batch_indices`.
+    """
+    leaves, treedef = _leaves(arrays)
+    return _take(leaves, treedef, batch_indices(len(leaves[0]), batch_size, step, seed=seed))

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from .._errors import DataError
 from .._hashing import sha256_file
+from .._io import atomic_open
 from ._dataset import Dataset, images, labels
 from ._paths import cache_dir, find_data_file
 
@@ -105,7 +105,7 @@ def decode_archive(archive: Path) -> dict[str, np.ndarray]:
 
 
 def write_cache(path: Path, arrays: dict[str, np.ndarray], archive_digest: str) -> None:
-    """Write `arrays` and their checksums to `path` atomically: a temporary file, then `os.replace`."""
+    """Write `arrays` and their checksums to `path` atomically (`zoo._io.atomic_open`)."""
     meta = {
         "format": _FORMAT,
         "source_sha256": archive_digest,
@@ -113,18 +113,8 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray], archive_digest: str) 
             k: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha256_array(a)} for k, a in arrays.items()
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def read_cache(path: Path, split: str, archive_digest: str) -> tuple[np.ndarray, np.ndarray] | None:

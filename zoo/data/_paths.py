@@ -1,4 +1,4 @@
-"""Where data files are looked for and where derived caches are written."""
+"""Where raw data files are looked for. Derived caches go to the one `zoo._io.cache_dir`."""
 
 from __future__ import annotations
 
@@ -6,24 +6,12 @@ import os
 from pathlib import Path
 
 from .._errors import DataError
+from .._io import cache_dir as cache_dir
 
 
 def _checkout_data_dir() -> Path:
     # zoo/data/_paths.py -> the checkout root is parents[2]; the shared data sits next to it.
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def cache_dir() -> Path:
-    """The directory for derived caches (such as decoded CIFAR-10).
-
-    `$ZOO_CACHE_DIR`, else `$XDG_CACHE_HOME/zoo`, else `~/.cache/zoo`. It is not created
-    here; writers create it when they first need it.
-    """
-    if env := os.environ.get("ZOO_CACHE_DIR"):
-        return Path(env).expanduser()
-    if xdg := os.environ.get("XDG_CACHE_HOME"):
-        return Path(xdg).expanduser() / "zoo"
-    return Path.home() / ".cache" / "zoo"
 
 
 def _candidate_dirs() -> list[tuple[str, Path]]:

@@ -26,6 +26,7 @@ for _est in ("rodeo", "disarm", "double_cv", "rloo"):
             config=DVAEConfig(architecture="nonlinear", estimator=_est, num_samples=2),
             train=_MNIST_TRAIN,
             dataset="binarized_mnist",
+            tags=("vae", "binary-latent", _est.replace("_", "-"), "gradient-estimation"),
             summary=f"nonlinear binary VAE (D=200) on static binarized MNIST, encoder gradient by {_est}, K=2",
         )
     )
@@ -43,6 +44,7 @@ for _ds, (_train, _label) in _DYNAMIC.items():
             config=DVAEConfig(architecture="nonlinear", estimator="rodeo", num_samples=2, dynamic_binarization=True),
             train=_train,
             dataset=_ds,
+            tags=("vae", "binary-latent", "rodeo", "gradient-estimation"),
             summary=f"nonlinear binary VAE (D=200) on dynamically binarized {_label}, RODEO K=2",
         )
     )

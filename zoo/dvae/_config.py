@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
-
-from jaxtyping import PRNGKeyArray
+from typing import ClassVar
 
 from .._config import AbstractConfig
 from .._errors import ConfigError
 from ..estimators import ESTIMATORS
-
-
-if TYPE_CHECKING:
-    from ._model import DVAE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +51,7 @@ class DVAEConfig(AbstractConfig):
     def __post_init__(self) -> None:
         if self.architecture not in ("linear", "nonlinear"):
             raise ConfigError(f"architecture must be 'linear' or 'nonlinear', not {self.architecture!r}")
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        ESTIMATORS.get(self.estimator)  # a ConfigError with the known names for an unknown one
         if self.estimator == "disarm" and self.num_samples % 2:
             from ..estimators import DisARM
 
@@ -70,8 +63,3 @@ class DVAEConfig(AbstractConfig):
             raise ConfigError(f"iw_samples ({self.iw_samples}) must be a multiple of iw_chunk ({self.iw_chunk})")
         if self.elbo_samples > self.iw_samples:
             raise ConfigError("elbo_samples must not exceed iw_samples (the ELBO reuses the importance samples)")
-
-    def build(self, *, key: PRNGKeyArray) -> DVAE:
-        from ._model import DVAE
-
-        return DVAE(self, key=key)

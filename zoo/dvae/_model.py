@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -12,9 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from .._batch_map import batch_map
 from .._errors import DataError
-from .._model import AbstractModel
+from .._model import AbstractImageModel, all_inexact, model_for
+from .._trainer import AbstractTrainer, GradientTrainer
 from ..estimators import AbstractEstimator, Estimate, make_estimator, variance_loss
+from ..samplers import AbstractSampler
 from ._config import DVAEConfig
 from ._networks import MLP
 
@@ -22,7 +26,8 @@ from ._networks import MLP
 LOG2 = math.log(2.0)
 
 
-class DVAE(AbstractModel):
+@model_for(DVAEConfig)
+class DVAE(AbstractImageModel):
     """``q(b|x) = Bernoulli(sigmoid(encoder(x)))``, ``p(b) = Bernoulli(0.5)^D``,
     ``p(x|b) = Bernoulli(sigmoid(decoder(b)))``.
 
@@ -37,6 +42,7 @@ class DVAE(AbstractModel):
     encoder: MLP
     decoder: MLP
     estimator: AbstractEstimator
+    trainer: ClassVar[AbstractTrainer] = GradientTrainer()
 
     def __init__(self, config: DVAEConfig, *, key: PRNGKeyArray):
         k_enc, k_dec, k_est = jax.random.split(key, 3)
@@ -76,6 +82,15 @@ class DVAE(AbstractModel):
         return self.encoder(x)
 
     # ----------------------------------------------------------------- training
+    def prepare_data(self, dataset: Any) -> np.ndarray:
+        return dataset.x
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        return all_inexact(self)
+
     def _flatten(self, batch: Array) -> Float[Array, "n P"]:
         x = jnp.asarray(batch, jnp.float32)
         return x.reshape(x.shape[0], -1)
@@ -141,8 +156,15 @@ class DVAE(AbstractModel):
         return loss, (state, {"neg_elbo": neg_elbo, "grad_sq": jax.lax.stop_gradient(var)})
 
     # ----------------------------------------------------------------- sampling
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n H W C"]:
-        """Pixel probabilities ``sigmoid(decoder(b))`` for ``b ~ p(b) = Bernoulli(0.5)^D``, as images."""
+    def default_sampler(self) -> None:
+        return None  # ancestral sampling, no Markov chain
+
+    def sample(
+        self, n: int, *, sampler: AbstractSampler | None = None, key: PRNGKeyArray
+    ) -> Float[Array, "n H W C"]:
+        """Pixel probabilities ``sigmoid(decoder(b))`` for ``b ~ p(b) = Bernoulli(0.5)^D``, as images
+        (ancestral sampling: `sampler` must be None)."""
+        self.resolve_sampler(sampler)
         b = jax.random.bernoulli(key, 0.5, (n, self.config.latent_dim)).astype(jnp.float32)
         return jax.nn.sigmoid(jax.vmap(self.decoder)(b)).reshape((n,) + tuple(self.config.image_shape))
 
@@ -258,20 +280,15 @@ class DVAE(AbstractModel):
         k_bin, k_iw, k_var = jax.random.split(key, 3)
         x = self.prepare(data, key=k_bin)
         n = x.shape[0]
+        if n == 0:
+            raise DataError("evaluate needs at least one example; got an empty data set")
         elbo_n = min(c.elbo_samples, iw)
-        bounds = eqx.filter_jit(lambda m, xb, k: m.bounds(xb, key=k, iw_samples=iw, elbo_samples=elbo_n))
-        elbos, iwaes = [], []
-        for i, start in enumerate(range(0, n, chunk)):
-            xb = x[start : start + chunk]
-            m = len(xb)
-            if m < chunk:  # pad to one compiled shape
-                xb = np.concatenate([xb, np.zeros((chunk - m, xb.shape[1]), np.float32)])
-            e, w = bounds(self, jnp.asarray(xb), jax.random.fold_in(k_iw, i))
-            elbos.append(np.asarray(e)[:m])
-            iwaes.append(np.asarray(w)[:m])
+        # `chunk` examples per jitted call (padded: one compilation); chunk i draws with fold_in(k_iw, i)
+        bounds = eqx.Partial(self.bounds, iw_samples=iw, elbo_samples=elbo_n)
+        elbos, iwaes = batch_map(bounds, x, batch_size=min(chunk, n), key=k_iw, progress="IWAE bounds")
         out = {
-            "elbo": float(np.mean(np.concatenate(elbos))),
-            "iwae": float(np.mean(np.concatenate(iwaes))),
+            "elbo": float(np.mean(elbos)),
+            "iwae": float(np.mean(iwaes)),
             "num_examples": float(n),
             "iw_samples": float(iw),
         }

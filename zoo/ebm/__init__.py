@@ -12,6 +12,9 @@ from ._ais import (
     ais_log_likelihood as ais_log_likelihood,
     bootstrap_std as bootstrap_std,
 )
+from ._config import RBMConfig as RBMConfig, ResNetEBMConfig as ResNetEBMConfig
+from ._erdos_renyi import erdos_renyi_coupling as erdos_renyi_coupling, erdos_renyi_ising as erdos_renyi_ising
+from ._fhmm import FHMM as FHMM, FHMMPosterior as FHMMPosterior
 from ._ising import IsingTarget as IsingTarget, lattice_coupling as lattice_coupling, lattice_ising as lattice_ising
 from ._metrics import (
     autocorrelation as autocorrelation,
@@ -22,12 +25,24 @@ from ._metrics import (
 from ._pcd import (
     AbstractPCDModel as AbstractPCDModel,
     PCDState as PCDState,
+    PCDTrainer as PCDTrainer,
     data_mean_logits as data_mean_logits,
     init_buffer as init_buffer,
     pcd_loss as pcd_loss,
 )
-from ._rbm import RBM as RBM, RBMConfig as RBMConfig, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
-from ._resnet import ResNetEBM as ResNetEBM, ResNetEBMConfig as ResNetEBMConfig
+from ._potts import (
+    DensePottsTarget as DensePottsTarget,
+    PottsTarget as PottsTarget,
+    lattice_potts as lattice_potts,
+    symmetric_couplings as symmetric_couplings,
+)
+from ._rbm import RBM as RBM, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
+from ._resnet import ResNetEBM as ResNetEBM
+from ._structure import (
+    PairwiseMRF as PairwiseMRF,
+    PairwiseMRFConfig as PairwiseMRFConfig,
+    coupling_rmse as coupling_rmse,
+)
 
 
 register_preset(
@@ -38,6 +53,7 @@ register_preset(
         train=TrainConfig(steps=10000, batch_size=100, learning_rate=1e-3, ema_decay=0.999, log_every=100,
                           checkpoint_every=500, keep_checkpoints=2),
         dataset="binarized_mnist",
+        tags=("rbm", "block-gibbs", "binary"),
         summary="Bernoulli RBM 784x500 on static binarized MNIST, PCD with 10 block-Gibbs sweeps (1000 chains)",
     )
 )
@@ -60,6 +76,7 @@ register_preset(
         train=TrainConfig(steps=8000, batch_size=32, learning_rate=1e-4, warmup_steps=1000, ema_decay=0.999,
                           log_every=50, checkpoint_every=250, keep_checkpoints=2),
         dataset="binarized_mnist",
+        tags=("gibbs-with-gradients", "binary"),
         summary="ResNet EBM (16 channels, 4 residual blocks) on static binarized MNIST, PCD with 10 GWG steps per "
         "update, replay buffer 2000 (a CPU-sized version of the paper's resnet-64 / 40 steps / 50k iterations)",
     )

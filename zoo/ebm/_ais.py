@@ -91,8 +91,8 @@ class AISKernel(samplers.AbstractSampler):
 
 
 @eqx.filter_jit
-def _run_ais(kernel: AISKernel, inner: Any, x: Array, logw: Array, num_steps: int, key: PRNGKeyArray, unroll: int):
-    return samplers.run(kernel, inner, (x, logw), num_steps=num_steps, key=key, batched=True, unroll=unroll).final
+def _run_ais(kernel: AISKernel, inner: Any, x: Array, logw: Array, num_steps: int, key: PRNGKeyArray):
+    return samplers.run(kernel, inner, (x, logw), num_steps=num_steps, key=key, batched=True).final
 
 
 def ais(
@@ -103,7 +103,6 @@ def ais(
     num_chains: int,
     key: PRNGKeyArray,
     sampler: samplers.AbstractSampler | None = None,
-    chunk: int | None = None,
 ) -> AISResult:
     """AIS from the Bernoulli base with logits `base_logits` to `target` (a log-density
     callable on one example or an `AbstractBinaryTarget`), driven by `zoo.samplers.run`.
@@ -111,10 +110,7 @@ def ais(
     - `num_steps`: intermediate distributions (MCMC transitions); `num_chains`: chains.
     - `sampler`: the transition kernel (default `GWG()`; any binary sampler whose state is
       the target cache, e.g. `RandomScanGibbs`, also works).
-    - `chunk`: None runs all steps in one jitted `lax.scan`; an integer runs a host loop
-      of jitted chunks of `chunk` fully unrolled steps (for convolutional targets, which
-      XLA:CPU runs ~4x slower inside any loop, even a partly unrolled one:
-      scripts/bench_ebm_unroll.py).
+    All steps run in one jitted `lax.scan` of the shared driver.
     """
     sampler = samplers.GWG() if sampler is None else sampler
     inner = samplers.as_binary_target(target)
@@ -124,13 +120,7 @@ def ais(
     x = jax.random.bernoulli(k0, p0, (num_chains, base_logits.shape[0])).astype(jnp.float32)
     logw = jnp.zeros((num_chains,), jnp.float32)
     betas = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32)
-    if chunk is None:
-        x, logw = _run_ais(AISKernel(sampler, base_logits, betas), inner, x, logw, num_steps, k1, 1)
-    else:
-        for i, start in enumerate(range(0, num_steps, chunk)):
-            n = min(chunk, num_steps - start)
-            kernel = AISKernel(sampler, base_logits, betas[start : start + n + 1])
-            x, logw = _run_ais(kernel, inner, x, logw, n, jax.random.fold_in(k1, i), n)
+    x, logw = _run_ais(AISKernel(sampler, base_logits, betas), inner, x, logw, num_steps, k1)
     log_z = jax.scipy.special.logsumexp(logw) - math.log(num_chains)
     return AISResult(log_z=log_z, log_weights=logw, samples=x)
 
@@ -163,7 +153,6 @@ def ais_log_likelihood(
     num_chains: int,
     key: PRNGKeyArray,
     sampler: samplers.AbstractSampler | None = None,
-    chunk: int | None = None,
 ) -> dict[str, float]:
     """AIS log Z, then the mean of ``log_prob(x) - log Z`` over `data` (nats per example).
 
@@ -172,8 +161,7 @@ def ais_log_likelihood(
     ``num_steps``, ``num_chains``. AIS under-estimates log Z in expectation, so the
     log-likelihood is an optimistic (upper) estimate; the paper's numbers share this bias.
     """
-    result = ais(target, base_logits, num_steps=num_steps, num_chains=num_chains, key=key, sampler=sampler,
-                 chunk=chunk)
+    result = ais(target, base_logits, num_steps=num_steps, num_chains=num_chains, key=key, sampler=sampler)
     lw = np.asarray(result.log_weights)
     lp = mean_log_prob(log_prob, data)
     log_z = float(result.log_z)

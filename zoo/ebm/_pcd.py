@@ -1,4 +1,5 @@
-"""Persistent contrastive divergence with a replay buffer, as a model's `loss`/`init_state`.
+"""Persistent contrastive divergence with a replay buffer, as a model's `loss`/`init_state`,
+and `AbstractPCDModel`, the base of the EBMs trained by it (`PCDTrainer`).
 
 Each update draws ``batch`` persistent chains from the buffer (re-initialising each from
 the data-mean Bernoulli base with probability ``reinit_freq``), advances them ``k`` steps
@@ -11,7 +12,7 @@ whose gradient is the maximum-likelihood gradient estimate.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -20,7 +21,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
-from .._model import AbstractModel
+from .._model import AbstractModel, all_inexact
+from .._trainer import AbstractTrainer
 
 
 class PCDState(eqx.Module):
@@ -57,14 +59,12 @@ def pcd_loss(
     num_steps: int,
     reinit_freq: float,
     l2: float,
-    unroll: int = 1,
     reg_fn: Any = None,
     key: PRNGKeyArray,
 ) -> tuple[Float[Array, ""], tuple[PCDState, dict[str, Array]]]:
     """The PCD surrogate loss. `model` provides ``log_prob(x)`` (one flat example),
     ``target()`` (what `sampler` runs on) and ``base_logits`` (the re-init distribution).
-    `unroll` is passed to `zoo.samplers.run`; ``unroll=num_steps`` compiles the chains to
-    straight-line code, which XLA:CPU runs convolutional models several times faster."""
+    The chains run in one `lax.scan` of the shared driver."""
     b = x_data.shape[0]
     n = state.buffer.shape[0]
     if b > n:
@@ -76,7 +76,7 @@ def pcd_loss(
     reinit = jax.random.bernoulli(k_re, reinit_freq, (b, 1))
     x_new = jax.random.bernoulli(k_init, jax.nn.sigmoid(fixed.base_logits)[None, :], x_buf.shape).astype(x_buf.dtype)
     x0 = jnp.where(reinit, x_new, x_buf)
-    result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True, unroll=unroll)
+    result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True)
     x_fake, info = result.final, result.info
     x_fake = jax.lax.stop_gradient(x_fake)
     buffer = state.buffer.at[idx].set(x_fake)
@@ -98,6 +98,21 @@ def pcd_loss(
     return loss, (PCDState(buffer=buffer), metrics)
 
 
+class PCDTrainer(AbstractTrainer):
+    """The shared driver `zoo.fit`, after setting a fresh model's base distribution from the
+    data mean (``model.fits_base()`` and all-zero ``base_logits``; a loaded model keeps its own)."""
+
+    def train(self, model: Any, data: Any, config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
+        from .._errors import ConfigError
+        from .._train import fit
+
+        if config is None:
+            raise ConfigError(f"{type(model).__name__} trains by PCD: pass a zoo.TrainConfig(steps=...)")
+        if model.fits_base() and not bool(jnp.any(model.base_logits != 0)):
+            model = model.with_base(np.asarray(data))
+        return fit(model, data, config, key=key, **kwargs)
+
+
 class AbstractPCDModel(AbstractModel):
     """A model trained by `pcd_loss` from a frozen data-mean Bernoulli base.
 
@@ -109,6 +124,8 @@ class AbstractPCDModel(AbstractModel):
     if TYPE_CHECKING:  # a field of each concrete class (an `AbstractVar` here would move it
         # first in the field order, which is the checkpoints' leaf order)
         base_logits: Float[Array, " D"]
+
+    trainer: ClassVar[AbstractTrainer] = PCDTrainer()
 
     @abc.abstractmethod
     def target(self) -> Any:
@@ -130,27 +147,23 @@ class AbstractPCDModel(AbstractModel):
     def fits_base(self) -> bool:
         """Whether training a fresh model sets the base from the data first."""
 
-    def trainable(self) -> Any:
-        return eqx.tree_at(lambda m: m.base_logits, AbstractModel.trainable(self), False)
+    @abc.abstractmethod
+    def train_sampler(self) -> samplers.AbstractSampler:
+        """The MCMC transition PCD runs on the persistent chains."""
 
-    def train(self, data: Any, config: Any, *, key: PRNGKeyArray, **kwargs: Any) -> Any:
-        """The shared driver `zoo.fit`, after setting the base distribution from the data
-        mean when it is still unset (a fresh model; a loaded one keeps its own)."""
-        model = self
-        if self.fits_base() and not bool(jnp.any(self.base_logits != 0)):
-            model = self.with_base(np.asarray(data))
-        return AbstractModel.train(model, data, config, key=key, **kwargs)
+    @abc.abstractmethod
+    def ais_sampler(self) -> samplers.AbstractSampler:
+        """The MCMC transition of AIS in `evaluate`."""
+
+    def prepare_data(self, dataset: Any) -> np.ndarray:
+        return dataset.x
+
+    def trainable(self) -> Any:
+        """Every inexact array except the frozen ``base_logits``."""
+        return eqx.tree_at(lambda m: m.base_logits, all_inexact(self), False)
 
     def init_state(self, data: Any, *, key: PRNGKeyArray) -> PCDState:
         return init_buffer(self.base_logits, self.config.buffer_size, key=key)  # pyright: ignore[reportAttributeAccessIssue]
-
-    def ais_sampler(self) -> samplers.AbstractSampler:
-        """The MCMC transition of AIS (GWG unless a model says otherwise)."""
-        return samplers.GWG()
-
-    def ais_chunk(self) -> int | None:
-        """`chunk` for `ais_log_likelihood`: None runs each temperature's chain in one scan."""
-        return None
 
     def evaluate(
         self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
@@ -163,5 +176,5 @@ class AbstractPCDModel(AbstractModel):
         return ais_log_likelihood(
             self.target(), self.base_logits, self._flat(data), self.log_prob,
             num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=self.ais_sampler(),
-            chunk=self.ais_chunk(), key=key,
+            key=key,
         )

@@ -8,9 +8,6 @@ one matrix-vector product, so a GWG step costs one ``D x H`` product per chain.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,8 +15,9 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
-from .._config import AbstractConfig
-from .._errors import ConfigError, DataError
+from .._errors import DataError
+from .._model import model_for
+from ._config import RBMConfig
 from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, pcd_loss
 
 
@@ -64,38 +62,7 @@ def rbm_log_z_exact(target: RBMTarget) -> Float[Array, ""]:
     return jax.scipy.special.logsumexp(jax.vmap(target)(jnp.asarray(xs)))
 
 
-@dataclasses.dataclass(frozen=True)
-class RBMConfig(AbstractConfig):
-    """A Bernoulli RBM and its PCD / sampling / AIS settings."""
-
-    family: ClassVar[str] = "ebm"
-    type_name: ClassVar[str] = "ebm.RBMConfig"
-
-    visible: int = 784
-    hidden: int = 500
-    image_shape: tuple[int, ...] | None = (28, 28, 1)  # how samples are reshaped (None: flat)
-    init_std: float = 0.01
-    # PCD
-    train_sampler: str = "block_gibbs"  # "block_gibbs" | "gwg"
-    sampling_steps: int = 10
-    buffer_size: int = 1000
-    reinit_freq: float = 0.0
-    l2: float = 0.0
-    # sampling / evaluation
-    sample_steps: int = 1000  # block-Gibbs sweeps for `sample`
-    ais_steps: int = 20000
-    ais_chains: int = 100
-
-    def __post_init__(self) -> None:
-        if self.train_sampler not in ("block_gibbs", "gwg"):
-            raise ConfigError(f"train_sampler must be 'block_gibbs' or 'gwg', not {self.train_sampler!r}")
-        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.visible:
-            raise ConfigError(f"image_shape {self.image_shape} does not have {self.visible} pixels")
-
-    def build(self, *, key: PRNGKeyArray) -> RBM:
-        return RBM(self, key=key)
-
-
+@model_for(RBMConfig)
 class RBM(AbstractPCDModel):
     """Bernoulli RBM with weights ``W`` (visible x hidden), biases ``b`` (visible), ``c`` (hidden)."""
 
@@ -127,8 +94,16 @@ class RBM(AbstractPCDModel):
         """Unnormalised log-density (negative free energy) of one flat binary vector."""
         return self.target()(x)
 
-    def sampler(self) -> samplers.AbstractSampler:
-        return samplers.BlockGibbs() if self.config.train_sampler == "block_gibbs" else samplers.GWG()
+    def train_sampler(self) -> samplers.AbstractSampler:
+        """The PCD sampler ``config.train_sampler`` names (block Gibbs or GWG)."""
+        return samplers.SAMPLERS.get(self.config.train_sampler)()
+
+    def default_sampler(self) -> samplers.BlockGibbs:
+        """Block Gibbs sweeps (what `sample` runs by default)."""
+        return samplers.BlockGibbs()
+
+    def ais_sampler(self) -> samplers.GWG:
+        return samplers.GWG()
 
     def _flat(self, batch: Array) -> Float[Array, "B D"]:
         x = jnp.asarray(batch)
@@ -139,17 +114,22 @@ class RBM(AbstractPCDModel):
     def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
         c = self.config
         return pcd_loss(
-            self, self._flat(batch), state, sampler=self.sampler(), num_steps=c.sampling_steps,
+            self, self._flat(batch), state, sampler=self.train_sampler(), num_steps=c.sampling_steps,
             reinit_freq=c.reinit_freq, l2=c.l2, key=key,
         )
 
-    def sample(self, n: int, *, key: PRNGKeyArray, num_steps: int | None = None) -> Array:
-        """`n` samples: block-Gibbs chains from the base distribution (images if `image_shape`)."""
+    def sample(
+        self, n: int, *, sampler: samplers.AbstractSampler | None = None, num_steps: int | None = None,
+        key: PRNGKeyArray,
+    ) -> Array:
+        """`n` samples: `num_steps` (default ``config.sample_steps``) steps of `sampler` (default:
+        block Gibbs) from the base distribution; images if `image_shape`."""
+        sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         p0 = jax.nn.sigmoid(self.base_logits)[None, :]
         x0 = jax.random.bernoulli(k0, p0, (n, self.config.visible)).astype(jnp.float32)
         steps = num_steps or self.config.sample_steps
-        x = samplers.run(samplers.BlockGibbs(), self.target(), x0, num_steps=steps, key=k1, batched=True).final
+        x = samplers.run(sampler, self.target(), x0, num_steps=steps, key=k1, batched=True).final
         return x if self.config.image_shape is None else x.reshape(n, *self.config.image_shape)
 
     def to_images(self, samples: Array) -> np.ndarray:

@@ -6,9 +6,6 @@ makes the AIS base distribution the EBM at beta = 0 up to the network term).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,47 +13,23 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
-from .._config import AbstractConfig
+from .._conv import Conv2d
 from .._errors import DataError
+from .._model import clip_images, model_for
+from ._config import ResNetEBMConfig
 from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, pcd_loss
 
 
-@dataclasses.dataclass(frozen=True)
-class ResNetEBMConfig(AbstractConfig):
-    """A ResNet EBM on binary images and its PCD / sampling / AIS settings."""
-
-    family: ClassVar[str] = "ebm"
-    type_name: ClassVar[str] = "ebm.ResNetEBMConfig"
-
-    channels: int = 64
-    num_blocks: int = 6  # stride-1 blocks after the two stride-2 blocks (the paper: 6)
-    image_size: int = 28
-    base_dist: bool = True
-    # PCD
-    sampling_steps: int = 40  # GWG steps per parameter update
-    num_flips: int = 1
-    buffer_size: int = 10000
-    reinit_freq: float = 0.0
-    l2: float = 0.0  # penalty on the squared network output (not the base term)
-    # sampling / evaluation
-    sample_steps: int = 2000
-    ais_steps: int = 10000
-    ais_chains: int = 100
-
-    def build(self, *, key: PRNGKeyArray) -> ResNetEBM:
-        return ResNetEBM(self, key=key)
-
-
 class _Block(eqx.Module):
-    conv1: eqx.nn.Conv2d
-    conv2: eqx.nn.Conv2d
-    shortcut: eqx.nn.Conv2d | None
+    conv1: Conv2d
+    conv2: Conv2d
+    shortcut: Conv2d | None
 
     def __init__(self, channels: int, stride: int, *, key: PRNGKeyArray):
         k1, k2, k3 = jax.random.split(key, 3)
-        self.conv1 = eqx.nn.Conv2d(channels, channels, 3, stride=stride, padding=1, key=k1)
-        self.conv2 = eqx.nn.Conv2d(channels, channels, 3, padding=1, key=k2)
-        self.shortcut = eqx.nn.Conv2d(channels, channels, 1, stride=stride, key=k3) if stride != 1 else None
+        self.conv1 = Conv2d(channels, channels, 3, stride=stride, padding=1, key=k1)
+        self.conv2 = Conv2d(channels, channels, 3, padding=1, key=k2)
+        self.shortcut = Conv2d(channels, channels, 1, stride=stride, key=k3) if stride != 1 else None
 
     def __call__(self, h: Float[Array, "c h w"]) -> Float[Array, "c h2 w2"]:
         out = self.conv2(jax.nn.silu(self.conv1(h)))
@@ -64,28 +37,17 @@ class _Block(eqx.Module):
         return jax.nn.silu(out)
 
 
-# XLA:CPU runs these convolutions ~4x slower inside any compiled loop, even a partly
-# unrolled one, than in straight-line code (scripts/bench_ebm_unroll.py). So PCD fully
-# unrolls its few steps per update, and long runs (sampling, AIS) on CPU are a host loop
-# over jitted chunks of `_CHUNK` fully unrolled steps of the shared driver; elsewhere one scan.
-_CHUNK = 10
-
-
-def _chunk() -> int | None:
-    return _CHUNK if jax.default_backend() == "cpu" else None
-
-
 @eqx.filter_jit
-def _run(model: ResNetEBM, x: Array, steps: int, key: PRNGKeyArray, unroll: int) -> Array:
-    return samplers.run(model.sampler(), model.target(), x, num_steps=steps, key=key, batched=True,
-                        unroll=unroll).final
+def _run(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
+    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
 
 
+@model_for(ResNetEBMConfig)
 class ResNetEBM(AbstractPCDModel):
     """``log_prob(x)`` on flat binary images (D = image_size**2)."""
 
     config: ResNetEBMConfig = eqx.field(static=True)
-    proj: eqx.nn.Conv2d
+    proj: Conv2d
     blocks: tuple[_Block, ...]
     head: eqx.nn.Linear
     base_logits: Float[Array, " D"]  # frozen: set from the data mean before training
@@ -94,7 +56,7 @@ class ResNetEBM(AbstractPCDModel):
         self.config = config
         c = config.channels
         keys = jax.random.split(key, config.num_blocks + 4)
-        self.proj = eqx.nn.Conv2d(1, c, 3, padding=1, key=keys[0])
+        self.proj = Conv2d(1, c, 3, padding=1, key=keys[0])
         self.blocks = tuple(
             _Block(c, 2 if i < 2 else 1, key=keys[i + 1]) for i in range(config.num_blocks + 2)
         )
@@ -131,8 +93,15 @@ class ResNetEBM(AbstractPCDModel):
     def target(self) -> samplers.LogDensity:
         return samplers.LogDensity(self.log_prob)
 
-    def sampler(self) -> samplers.GWG:
+    def default_sampler(self) -> samplers.GWG:
+        """GWG with ``config.num_flips`` flips per step (also what PCD and AIS run)."""
         return samplers.GWG(num_flips=self.config.num_flips)
+
+    def train_sampler(self) -> samplers.GWG:
+        return self.default_sampler()
+
+    def ais_sampler(self) -> samplers.GWG:
+        return self.default_sampler()
 
     def _flat(self, batch: Array) -> Float[Array, "B D"]:
         x = jnp.asarray(batch)
@@ -143,28 +112,22 @@ class ResNetEBM(AbstractPCDModel):
     def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
         c = self.config
         return pcd_loss(
-            self, self._flat(batch), state, sampler=self.sampler(), num_steps=c.sampling_steps,
-            reinit_freq=c.reinit_freq, l2=c.l2, unroll=c.sampling_steps, reg_fn=self.net, key=key,
+            self, self._flat(batch), state, sampler=self.train_sampler(), num_steps=c.sampling_steps,
+            reinit_freq=c.reinit_freq, l2=c.l2, reg_fn=self.net, key=key,
         )
 
-    def sample(self, n: int, *, key: PRNGKeyArray, num_steps: int | None = None) -> Float[Array, "n h w 1"]:
-        """`n` images: GWG chains started from the base distribution."""
+    def sample(
+        self, n: int, *, sampler: samplers.AbstractSampler | None = None, num_steps: int | None = None,
+        key: PRNGKeyArray,
+    ) -> Float[Array, "n h w 1"]:
+        """`n` images: `num_steps` (default ``config.sample_steps``) steps of `sampler` (default:
+        GWG) from the base distribution."""
+        sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         x0 = jax.random.bernoulli(k0, jax.nn.sigmoid(self.base_logits)[None, :], (n, self.dim)).astype(jnp.float32)
-        steps = num_steps or self.config.sample_steps
-        chunk = _chunk()
-        if chunk is None:
-            out = _run(self, x0, steps, k1, 1)
-        else:  # the GWG state restarts per chunk: one extra gradient, the same Markov chain
-            out = x0
-            for i, start in enumerate(range(0, steps, chunk)):
-                m = min(chunk, steps - start)
-                out = _run(self, out, m, jax.random.fold_in(k1, i), m)
+        out = _run(self, sampler, x0, num_steps or self.config.sample_steps, k1)
         s = self.config.image_size
         return out.reshape(n, s, s, 1)
 
-    def ais_sampler(self) -> samplers.GWG:
-        return self.sampler()
-
-    def ais_chunk(self) -> int | None:
-        return _chunk()
+    def to_images(self, samples: Array) -> np.ndarray:
+        return clip_images(samples, type(self).__name__)

@@ -20,7 +20,9 @@ from .._registry import ModelEntry, Preset, register_model, register_preset  # n
 from .._train import TrainConfig  # noqa: E402
 from ._bandwidth import median_heuristic as median_heuristic, sq_distances as sq_distances
 from ._base import AbstractScoreEstimator as AbstractScoreEstimator, fit as fit
+from ._config import KernelScoreConfig as KernelScoreConfig
 from ._entropy import entropy_surrogate as entropy_surrogate
+from ._factory import ESTIMATORS as ESTIMATORS, make_score_estimator as make_score_estimator
 from ._fitted import (
     AbstractFittedScore as AbstractFittedScore,
     KernelExpansion as KernelExpansion,
@@ -37,7 +39,7 @@ from ._kernels import (
     make_kernel as make_kernel,
 )
 from ._landweber import Landweber as Landweber
-from ._model import KernelScore as KernelScore, KernelScoreConfig as KernelScoreConfig
+from ._model import KernelScore as KernelScore
 from ._nu_method import NuMethod as NuMethod
 from ._objective import (
     Selection as Selection,
@@ -50,6 +52,7 @@ from ._ssge import SSGE as SSGE
 from ._stein import Stein as Stein
 from ._targets import GaussianMixture as GaussianMixture, gmm8 as gmm8, standard_gaussian as standard_gaussian
 from ._tikhonov import Tikhonov as Tikhonov
+from ._trainer import KernelScoreFit as KernelScoreFit
 
 
 register_preset(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import time
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -14,117 +11,17 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
-from .._config import AbstractConfig
-from .._errors import ConfigError, DataError
-from .._model import AbstractModel
-from ._base import AbstractScoreEstimator
+from .._model import AbstractModel, all_inexact, model_for
+from .._trainer import AbstractTrainer
+from ._config import KernelScoreConfig
 from ._fitted import AbstractFittedScore, KernelExpansion, SteinFitted
-from ._kernels import make_kernel
-from ._landweber import Landweber
-from ._nu_method import NuMethod
-from ._objective import score_error, score_matching_objective, select
-from ._spectral_cutoff import SpectralCutoff
-from ._ssge import SSGE
+from ._objective import score_error, score_matching_objective
 from ._stein import Stein
 from ._targets import known_target
-from ._tikhonov import Tikhonov
+from ._trainer import KernelScoreFit
 
 
-ESTIMATORS = ("ssge", "spectral_cutoff", "tikhonov", "landweber", "nu", "stein")
-
-
-@dataclasses.dataclass(frozen=True)
-class KernelScoreConfig(AbstractConfig):
-    """A kernel score estimator fitted on `num_samples` points of dimension `dim`.
-
-    `data_dim` set: the data (flattened to `data_dim` features, e.g. 784 for MNIST) are
-    projected onto their top-`dim` principal components first; the PCA mean and basis are
-    part of the checkpoint. The hyperparameters (`lam`, `n_eigen`, `threshold`, `iternum`,
-    `bandwidth_scale`) are the defaults; a non-empty ``grid_*`` field makes `train` choose
-    that hyperparameter by the held-out score-matching objective.
-    """
-
-    family: ClassVar[str] = "kscore"
-    type_name: ClassVar[str] = "kscore.KernelScoreConfig"
-
-    estimator: str = "ssge"
-    kernel: str = "gaussian"  # "gaussian" | "imq"
-    curl_free: bool = False
-    num_samples: int = 1000
-    dim: int = 2
-    data_dim: int | None = None
-    image_shape: tuple[int, ...] = ()
-    dtype: str = "float32"
-    lam: float | None = None
-    n_eigen: int | None = None
-    threshold: float | None = None
-    iternum: int | None = None
-    bandwidth: float | None = None
-    bandwidth_scale: float = 1.0
-    max_eigen: int | None = None
-    eigensolver: str = "auto"  # "auto" | "randomized" | "eigh" (SSGE / spectral cut-off)
-    grid_lam: tuple[float, ...] = ()
-    grid_n_eigen: tuple[int, ...] = ()
-    grid_threshold: tuple[float, ...] = ()
-    grid_bandwidth_scale: tuple[float, ...] = ()
-    num_valid: int = 1000  # held-out points for selection and evaluation
-    dataset: str = ""  # names the analytic target for `evaluate` (toy:gmm8)
-    langevin_steps: int = 1000
-    langevin_step_size: float = 1e-3
-    init_scale: float = 1.0  # Langevin starts at N(mean, (init_scale * std)^2) of the fitted samples
-
-    def __post_init__(self):
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(f"estimator must be one of {ESTIMATORS}, not {self.estimator!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ConfigError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
-        if self.eigensolver not in ("auto", "randomized", "eigh"):
-            raise ConfigError(f"eigensolver must be 'auto', 'randomized' or 'eigh', not {self.eigensolver!r}")
-        if self.data_dim is not None and self.dim > self.data_dim:
-            raise ConfigError(f"dim={self.dim} cannot exceed data_dim={self.data_dim}")
-
-    @property
-    def jnp_dtype(self):
-        if self.dtype == "float64" and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
-            raise ConfigError("dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1 (or jax.config.update)")
-        return jnp.dtype(self.dtype)
-
-    def make_estimator(self, **overrides: Any) -> AbstractScoreEstimator:
-        """The estimator these hyperparameters (with `overrides`) describe."""
-        h = {
-            "lam": self.lam, "n_eigen": self.n_eigen, "threshold": self.threshold, "iternum": self.iternum,
-            "bandwidth_scale": self.bandwidth_scale,
-        } | overrides
-        kernel = make_kernel(self.kernel, curl_free=self.curl_free, bandwidth=self.bandwidth,
-                             bandwidth_scale=h["bandwidth_scale"])
-        e = self.estimator
-        if e == "ssge":
-            return SSGE(kernel, n_eigen=h["n_eigen"], threshold=h["threshold"], max_eigen=self.max_eigen,
-                        eigensolver=self.eigensolver)
-        if e == "spectral_cutoff":
-            return SpectralCutoff(kernel, n_eigen=h["n_eigen"], threshold=h["threshold"], lam=h["lam"],
-                                  max_eigen=self.max_eigen, eigensolver=self.eigensolver)
-        if e == "tikhonov":
-            return Tikhonov(kernel, lam=1e-4 if h["lam"] is None else h["lam"])
-        if e == "landweber":
-            return Landweber(kernel, lam=h["lam"], iternum=h["iternum"])
-        if e == "nu":
-            return NuMethod(kernel, lam=h["lam"], iternum=h["iternum"])
-        return Stein(kernel, lam=1e-3 if h["lam"] is None else h["lam"])
-
-    def candidates(self) -> list[dict[str, Any]]:
-        """The hyperparameter grid (a list of overrides; ``[{}]`` without a grid)."""
-        axes = {
-            "lam": self.grid_lam, "n_eigen": self.grid_n_eigen, "threshold": self.grid_threshold,
-            "bandwidth_scale": self.grid_bandwidth_scale,
-        }
-        axes = {k: v for k, v in axes.items() if v}
-        return [dict(zip(axes, vals)) for vals in itertools.product(*axes.values())] or [{}]
-
-    def build(self, *, key: PRNGKeyArray) -> KernelScore:
-        return KernelScore(self, key=key)
-
-
+@model_for(KernelScoreConfig)
 class KernelScore(AbstractModel):
     """``score(z)``: the fitted estimate of ``grad log q`` (in PCA coordinates when `data_dim` is set)."""
 
@@ -132,6 +29,7 @@ class KernelScore(AbstractModel):
     fitted: AbstractFittedScore
     pca_mean: Float[Array, " D"] | None
     pca_basis: Float[Array, "D d"] | None
+    trainer: ClassVar[AbstractTrainer] = KernelScoreFit()
 
     def __init__(self, config: KernelScoreConfig, *, key: PRNGKeyArray | None = None,
                  fitted: AbstractFittedScore | None = None, pca: tuple[Array, Array] | None = None):
@@ -140,9 +38,10 @@ class KernelScore(AbstractModel):
         dt = config.jnp_dtype
         m, d = config.num_samples, config.dim
         if fitted is None:
-            kernel = config.make_estimator().kernel
+            estimator = config.make_estimator()
+            kernel = estimator.kernel
             zeros = jnp.zeros((m, d), dt)
-            if config.estimator == "stein":
+            if isinstance(estimator, Stein):
                 fitted = SteinFitted(kernel, zeros, zeros, jnp.zeros((m, m), dt), jnp.ones((), dt), jnp.ones((), dt))
             else:
                 fitted = KernelExpansion(kernel, zeros, zeros, jnp.zeros((), dt), jnp.ones((), dt))
@@ -173,58 +72,33 @@ class KernelScore(AbstractModel):
         return self.fitted(z)
 
     # --- the family contract ------------------------------------------------------------
+    def prepare_data(self, dataset: Any) -> np.ndarray:
+        return dataset.x
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        """Every fitted array (nothing is trained by gradient; `zoo.num_params` counts them)."""
+        return all_inexact(self)
+
     def loss(self, batch, state, *, key):
         del key
         return score_matching_objective(self.fitted, self.project(batch)), (state, {})
 
-    def train(self, data: PyTree[np.ndarray], config: Any = None, *, key: PRNGKeyArray, **kwargs: Any):
-        """Fit (no gradient descent): PCA if configured, then the estimator on `num_samples`
-        points, choosing the ``grid_*`` hyperparameters by the held-out score-matching
-        objective on `num_valid` other points. `config` (a TrainConfig) is accepted and unused."""
-        from .._train import TrainResult, hardware
+    def default_sampler(self) -> samplers.Langevin:
+        """Unadjusted Langevin with the config's ``langevin_step_size``."""
+        return samplers.Langevin(self.config.langevin_step_size)
 
-        del config, kwargs
-        cfg = self.config
-        t0 = time.time()
-        x = np.asarray(data, np.float64).reshape(len(data), -1)
-        m = cfg.num_samples
-        if len(x) < m + 2:
-            raise DataError(f"need at least num_samples + 2 = {m + 2} points, got {len(x)}")
-        if cfg.data_dim is not None and x.shape[1] != cfg.data_dim:
-            raise DataError(f"data have {x.shape[1]} features, config.data_dim is {cfg.data_dim}")
-        if cfg.data_dim is None and x.shape[1] != cfg.dim:
-            raise DataError(f"data have {x.shape[1]} features, config.dim is {cfg.dim}")
-        k_perm, k_sel = jax.random.split(key)
-        perm = np.asarray(jax.random.permutation(k_perm, len(x)))
-        n_valid = min(cfg.num_valid, len(x) - m)
-        fit_x, valid_x = x[perm[:m]], x[perm[m : m + n_valid]]
-        pca = None
-        if cfg.data_dim is not None:
-            mean = fit_x.mean(0)
-            _, _, vt = np.linalg.svd(fit_x - mean, full_matrices=False)
-            basis = vt[: cfg.dim].T
-            pca = (mean, basis)
-            fit_x, valid_x = (fit_x - mean) @ basis, (valid_x - mean) @ basis
-        dt = cfg.jnp_dtype
-        grid = cfg.candidates()
-        sel = select([cfg.make_estimator(**g) for g in grid], jnp.asarray(fit_x, dt),
-                     valid=jnp.asarray(valid_x, dt), key=k_sel)
-        model = KernelScore(cfg, fitted=sel.fitted, pca=pca)
-        history = [g | {"valid_sm_objective": o} for g, o in zip(grid, sel.objectives)]
-        info = {
-            "steps": 0, "fit_points": m, "valid_points": int(n_valid), "selected": grid[sel.index],
-            "bandwidth": float(sel.fitted.bandwidth), "hardware": hardware(), "wall_time_s": time.time() - t0,
-        }
-        return TrainResult(model=model, ema=None, state=None, step=0, history=history, info=info)
-
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Array:
-        """Unadjusted Langevin with the estimated score, from a Gaussian matched to the fitted points."""
+    def sample(self, n: int, *, sampler: samplers.AbstractSampler | None = None, key: PRNGKeyArray) -> Array:
+        """``config.langevin_steps`` steps of `sampler` (default: unadjusted Langevin) with the
+        estimated score, from a Gaussian matched to the fitted points."""
+        sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         centers = self.fitted.centers
         mean, std = jnp.mean(centers, axis=0), jnp.std(centers, axis=0)
         noise = jax.random.normal(k0, (n, self.config.dim), centers.dtype)
         z0 = mean[None, :] + self.config.init_scale * std[None, :] * noise
-        sampler = samplers.Langevin(self.config.langevin_step_size)
         result = samplers.run(sampler, self.fitted, z0, num_steps=self.config.langevin_steps, key=k1, batched=True)
         return self.reconstruct(result.final)
 

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from .._errors import ZooError
-from ._fid import FIDNetwork, fid_features, fid_from_stats, reference_stats
-from ._frechet import gaussian_stats, kid
+from ._fid import FIDNetwork, fid_features, reference_stats
+from ._frechet import feature_stats, frechet_distance, kid
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def evaluate_images(
     feats = fid_features(samples, network=network)
     out: dict[str, float] = {}
     if "fid" in metrics:
-        out["fid"] = fid_from_stats(gaussian_stats(feats), ref)
+        out["fid"] = frechet_distance(feature_stats(feats), ref)
         out["fid_n"] = float(n)
         out["fid_reference_n"] = float(len(reference))
     if "kid" in metrics:

@@ -17,33 +17,29 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, UInt8
 
+from .._batch_map import batch_map
 from .._errors import CheckpointError, DataError
 from .._hashing import sha256_file
-from ..data import cache_dir
-from ._frechet import frechet_distance, gaussian_stats
+from .._io import atomic_open, cache_dir
+from ._frechet import FeatureStats, frechet_distance, stats_of
 from ._inception import FID_FEATURE_DIM, InceptionV3FID, load_torchscript_state, preprocess_fid_images
 from ._torchscript import read_torchscript
 
 
 __all__ = [
     "FIDNetwork",
-    "FIDStats",
     "convert_fid_weights",
     "fid",
     "fid_features",
-    "fid_from_stats",
     "fid_weights_path",
     "find_fid_wheel",
     "reference_stats",
@@ -130,16 +126,8 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], 
 
 
 def _atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def convert_fid_weights(
@@ -212,11 +200,6 @@ def _default_network() -> FIDNetwork:
     return FIDNetwork.load()
 
 
-@eqx.filter_jit
-def _features_batch(network: FIDNetwork, images: UInt8[Array, "b h w c"]) -> Float[Array, "b 2048"]:
-    return network(images)
-
-
 def _as_image_batch(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
@@ -240,8 +223,8 @@ def fid_features(
 
     - `images`: uint8 `(n, h, w, 3)`, `(n, h, w, 1)` or `(n, h, w)` (grey is repeated to RGB); or an iterable of
       such arrays (batches from a loader), so a data set need not fit in memory.
-    - `batch_size`: images per jitted call (fewer if `images` is a smaller array). The last batch is padded, so one
-      compilation serves every batch.
+    - `batch_size`: images per jitted call (fewer if `images` is a smaller array). The last batch is padded
+      (`zoo.batch_map`), so one compilation serves every batch.
     - `network`: defaults to `FIDNetwork.load()` (loaded once per process).
     """
     network = network if network is not None else _default_network()
@@ -250,54 +233,34 @@ def fid_features(
         batch_size = max(1, min(batch_size, images.shape[0]))  # a small set is not padded up to `batch_size`
     else:
         chunks = images
-    out: list[np.ndarray] = []
-    for chunk in chunks:
-        chunk = _as_image_batch(chunk)
-        for start in range(0, chunk.shape[0], batch_size):
-            batch = chunk[start : start + batch_size]
-            n = batch.shape[0]
-            if n < batch_size:
-                batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), np.uint8)])
-            out.append(np.asarray(_features_batch(network, jnp.asarray(batch)))[:n])
-    if not out:
-        return np.zeros((0, FID_FEATURE_DIM), np.float32)
-    return np.concatenate(out)
+    out = [
+        batch_map(network, _as_image_batch(chunk), batch_size=batch_size, progress="Inception features")
+        for chunk in chunks
+    ]
+    return np.concatenate(out) if out else np.zeros((0, FID_FEATURE_DIM), np.float32)
 
 
-class FIDStats(NamedTuple):
-    """Gaussian fit of a feature set: mean `(2048,)` and covariance `(2048, 2048)`, float64, from `count` images."""
-
-    mu: np.ndarray
-    sigma: np.ndarray
-    count: int
-
-
-def _stats(images: np.ndarray | Iterable[np.ndarray], batch_size: int, network: FIDNetwork | None) -> FIDStats:
-    features = fid_features(images, batch_size=batch_size, network=network)
-    mu, sigma = gaussian_stats(features)
-    return FIDStats(mu, sigma, features.shape[0])
-
-
-def fid_from_stats(
-    stats_a: FIDStats | tuple[np.ndarray, np.ndarray], stats_b: FIDStats | tuple[np.ndarray, np.ndarray]
-) -> float:
-    """FID between two Gaussian fits (`FIDStats`, or `(mu, sigma)` pairs)."""
-    return frechet_distance(stats_a[0], stats_a[1], stats_b[0], stats_b[1])
+def _stats(
+    images: np.ndarray | Iterable[np.ndarray] | FeatureStats, batch_size: int, network: FIDNetwork | None
+) -> FeatureStats:
+    """Images -> Inception features -> `FeatureStats` (precomputed stats pass through, checked)."""
+    features = functools.partial(fid_features, batch_size=batch_size, network=network)
+    return stats_of(images, features, dim=FID_FEATURE_DIM, source="Inception network")
 
 
 def fid(
-    images_a: np.ndarray | Iterable[np.ndarray] | FIDStats,
-    images_b: np.ndarray | Iterable[np.ndarray] | FIDStats,
+    images_a: np.ndarray | Iterable[np.ndarray] | FeatureStats,
+    images_b: np.ndarray | Iterable[np.ndarray] | FeatureStats,
     *,
     batch_size: int = 50,
     network: FIDNetwork | None = None,
 ) -> float:
-    """FID between two sets of uint8 images (either may be precomputed `FIDStats`, e.g. from `reference_stats`).
+    """FID between two sets of uint8 images (either may be precomputed `FeatureStats`, e.g. from
+    `reference_stats`): Inception features -> `feature_stats` -> `frechet_distance`.
 
     Standard practice compares 50,000 generated images with the training set; fewer samples bias FID upwards.
     """
-    stats = [s if isinstance(s, FIDStats) else _stats(s, batch_size, network) for s in (images_a, images_b)]
-    return fid_from_stats(stats[0], stats[1])
+    return frechet_distance(_stats(images_a, batch_size, network), _stats(images_b, batch_size, network))
 
 
 _STATS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -310,8 +273,8 @@ def reference_stats(
     batch_size: int = 50,
     network: FIDNetwork | None = None,
     overwrite: bool = False,
-) -> FIDStats:
-    """The `FIDStats` of a reference data set, computed once and cached as `<cache>/fid/stats/<name>.npz`.
+) -> FeatureStats:
+    """The `FeatureStats` of a reference data set, computed once and cached as `<cache>/fid/stats/<name>.npz`.
 
     **Arguments:**
 
@@ -332,7 +295,7 @@ def reference_stats(
             raise DataError(f"Cached FID stats {path} are unreadable ({e}); delete the file to recompute them.") from e
         if weights != WEIGHTS_SHA256:
             raise DataError(f"Cached FID stats {path} come from other weights; delete the file to recompute them.")
-        return FIDStats(mu, sigma, count)
+        return FeatureStats(mu, sigma, count)
     if images is None:
         raise DataError(f"No cached FID stats named {name!r} at {path}; pass `images` to compute them.")
     stats = _stats(images, batch_size, network)

@@ -1,10 +1,23 @@
-"""Frechet distance of Gaussian fits (FID) and the kernel inception distance (KID), in float64 numpy."""
+"""Feature statistics and the Frechet distance between them (FID, the classifier distance), and KID; float64 numpy.
 
+Every Frechet distance in `zoo` is one pipeline: features -> `feature_stats` (a `FeatureStats` Gaussian fit) ->
+`frechet_distance`. Inception FID (`zoo.metrics.fid`) and the classifier distance
+(`zoo.classifier.classifier_frechet_distance`) differ only in the feature extractor they hand to `stats_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
 import numpy as np
 from jaxtyping import Float
 
+from .._errors import DataError
 
-__all__ = ["sqrtm_psd", "gaussian_stats", "frechet_distance", "kid"]
+
+__all__ = ["FeatureStats", "feature_stats", "frechet_distance", "kid", "sqrtm_psd", "stats_of"]
 
 
 def _as_matrix(a: np.ndarray, name: str) -> np.ndarray:
@@ -44,38 +57,85 @@ def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sum(np.sqrt(products)))
 
 
-def frechet_distance(
-    mu1: Float[np.ndarray, " d"],
-    sigma1: Float[np.ndarray, "d d"],
-    mu2: Float[np.ndarray, " d"],
-    sigma2: Float[np.ndarray, "d d"],
-) -> float:
-    """The squared Frechet (2-Wasserstein) distance between `N(mu1, sigma1)` and `N(mu2, sigma2)`, in float64:
+class FeatureStats(eqx.Module):
+    """A Gaussian fit of a feature set (a pytree): mean `mu` `(d,)` and covariance `sigma` `(d, d)`, float64, and
+    `count`, the number of feature rows it was fitted to (`None` for a Gaussian given directly).
 
-    `|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr sqrt(sigma1 sigma2)`.
-
-    This is FID when the Gaussians are fitted to Inception pool3 features. Never negative (round-off is clipped).
+    Make one with `feature_stats(features)`; compare two with `frechet_distance`.
     """
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    sigma1, sigma2 = _as_matrix(sigma1, "sigma1"), _as_matrix(sigma2, "sigma2")
-    d = sigma1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or sigma2.shape != (d, d):
-        shapes = f"mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, sigma2 {sigma2.shape}"
-        raise ValueError(f"Shapes do not match: {shapes}.")
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * _trace_sqrt_product(sigma1, sigma2)
-    return max(float(value), 0.0)
+
+    mu: Float[np.ndarray, " d"]
+    sigma: Float[np.ndarray, "d d"]
+    count: int | None = eqx.field(static=True)
+
+    def __init__(self, mu: Float[np.ndarray, " d"], sigma: Float[np.ndarray, "d d"], count: int | None = None):
+        mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            shapes = f"{mu.shape} and {sigma.shape}"
+            raise ValueError(f"FeatureStats needs a mean (d,) and a covariance (d, d), got {shapes}.")
+        self.mu, self.sigma = mu, sigma
+        self.count = None if count is None else int(count)
+
+    @property
+    def dim(self) -> int:
+        """The feature dimension `d`."""
+        return self.mu.shape[0]
 
 
-def gaussian_stats(features: Float[np.ndarray, "n d"]) -> tuple[Float[np.ndarray, " d"], Float[np.ndarray, "d d"]]:
-    """Mean and unbiased (`n - 1`) covariance of `features` (one sample per row), in float64."""
+def feature_stats(features: Float[np.ndarray, "n d"]) -> FeatureStats:
+    """The `FeatureStats` of `features` (one example per row): mean and unbiased (`n - 1`) covariance, in float64."""
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
         raise ValueError(f"Need at least two feature rows of shape (n, d), got {features.shape}.")
     mu = features.mean(axis=0)
     centred = features - mu
     sigma = centred.T @ centred / (features.shape[0] - 1)
-    return mu, sigma
+    return FeatureStats(mu, sigma, features.shape[0])
+
+
+def stats_of(
+    data: FeatureStats | Any,
+    features: Callable[[Any], Float[np.ndarray, "n d"]],
+    *,
+    dim: int,
+    source: str,
+) -> FeatureStats:
+    """`data` as `FeatureStats` in the feature space of `features` (the extractor, `dim` features per example).
+
+    Precomputed `FeatureStats` pass through after a check that their dimension is `dim`; anything else (images)
+    goes through `feature_stats(features(data))`. `source` names the extractor in the error message.
+    """
+    if isinstance(data, FeatureStats):
+        if data.dim != dim:
+            raise DataError(
+                f"statistics of feature dimension {data.dim} do not come from this {source} (feature dimension "
+                f"{dim}); compute them with the same {source}."
+            )
+        return data
+    return feature_stats(features(data))
+
+
+def frechet_distance(stats_a: FeatureStats, stats_b: FeatureStats) -> float:
+    """The squared Frechet (2-Wasserstein) distance between `N(mu_a, sigma_a)` and `N(mu_b, sigma_b)`, in float64:
+
+    `|mu_a - mu_b|^2 + tr(sigma_a) + tr(sigma_b) - 2 tr sqrt(sigma_a sigma_b)`.
+
+    This is FID when the statistics are of Inception pool3 features. Never negative (round-off is clipped).
+    """
+    if not isinstance(stats_a, FeatureStats) or not isinstance(stats_b, FeatureStats):
+        raise TypeError(
+            "frechet_distance compares two FeatureStats (from `feature_stats(features)`, or "
+            f"`FeatureStats(mu, sigma)`), got {type(stats_a).__name__} and {type(stats_b).__name__}."
+        )
+    if stats_a.dim != stats_b.dim:
+        raise DataError(
+            f"The statistics have feature dimensions {stats_a.dim} and {stats_b.dim}: they come from different "
+            "feature extractors. Compute both with the same one."
+        )
+    sigma_a, sigma_b = _as_matrix(stats_a.sigma, "sigma_a"), _as_matrix(stats_b.sigma, "sigma_b")
+    diff = stats_a.mu - stats_b.mu
+    value = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * _trace_sqrt_product(sigma_a, sigma_b)
+    return max(float(value), 0.0)
 
 
 def _polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:

@@ -8,18 +8,32 @@ A dilated RefineNet with CondInstanceNorm++ (`RefineNet`), trained by sigma^2-we
 denoising score matching over a geometric noise ladder (`dsm_loss`), sampled by annealed
 Langevin dynamics (`zoo.samplers.AnnealedLangevin`; inpainting with
 `zoo.samplers.AnnealedLangevinInpainting` / `NCSN.inpaint`).
+
+The NCSNv2 paper's own networks (`NCSNv2`, `NCSNv2Deeper`, `NCSNv2Deepest`; ``variant="ncsnv2"``...)
+with presets for every official config (``ncsnv2/*``), and the authors' published checkpoints read
+without torch: `from_official` (a model) and `convert_official` / ``zoo convert ncsn-official`` (a zoo
+checkpoint folder). ``variant="v1-unconditional"`` (formerly ``"v2"``) is NCSN's RefineNet with
+NCSNv2's unconditional norms and output / sigma, not the NCSNv2 network.
 """
 
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
+from . import _paper_models as _paper_models  # the NCSNv2 presets and the authors' published models
 from ._config import NCSNConfig as NCSNConfig
 from ._loss import dsm_loss as dsm_loss, dsm_terms as dsm_terms
 from ._model import NCSN as NCSN, dequantize as dequantize
+from ._ncsnv2 import (
+    AbstractNCSNv2Net as AbstractNCSNv2Net,
+    NCSNv2 as NCSNv2,
+    NCSNv2Deeper as NCSNv2Deeper,
+    NCSNv2Deepest as NCSNv2Deepest,
+)
 from ._network import (
     CondInstanceNormPP as CondInstanceNormPP,
     RefineNet as RefineNet,
     cin_plus_plus as cin_plus_plus,
 )
+from ._official import convert_official as convert_official, from_official as from_official
 from ._sigmas import (
     geometric_sigmas as geometric_sigmas,
     max_pairwise_distance as max_pairwise_distance,
@@ -32,12 +46,14 @@ from ._sigmas import (
 
 # The paper's configurations (ermongroup/ncsn configs/anneal.yml): Adam 1e-3, batch 128,
 # 200k steps, sigma 1 -> 0.01 in 10 levels, ngf 64 (MNIST) / 128 (CIFAR-10), T = 100, eps = 2e-5.
+_TAGS = ("score-based", "denoising-score-matching", "annealed-langevin")
 _PAPER_TRAIN = TrainConfig(steps=200_000, batch_size=128, learning_rate=1e-3, log_every=100, checkpoint_every=5000)
 register_preset(Preset(
     name="ncsn/mnist-paper",
     config=NCSNConfig(image_size=28, channels=1, ngf=64),
     train=_PAPER_TRAIN,
     dataset="mnist",
+    tags=_TAGS,
     summary="NCSN v1 as in the paper on MNIST (ngf 64, 7.6M params); a GPU job",
 ))
 register_preset(Preset(
@@ -45,34 +61,29 @@ register_preset(Preset(
     config=NCSNConfig(image_size=32, channels=3, ngf=128),
     train=_PAPER_TRAIN,
     dataset="cifar10",
+    tags=_TAGS,
     summary="NCSN v1 as in the paper on CIFAR-10 (ngf 128, 30.1M params); a GPU job",
-))
-register_preset(Preset(
-    name="ncsnv2/cifar10-paper-arch",
-    config=NCSNConfig(image_size=32, channels=3, ngf=128, variant="v2", sampling_rule="v2", steps_per_level=5,
-                      denoise=True),
-    train=_PAPER_TRAIN.replace(learning_rate=1e-4, ema_decay=0.999),
-    dataset="cifar10",
-    summary="NCSNv2-style conditioning (output / sigma, EMA 0.999, v2 sampler) on the NCSN RefineNet; a GPU job",
 ))
 
 # CPU presets: what the bundled checkpoints were trained with on a shared 2-core CPU.
 register_preset(Preset(
     name="ncsn/mnist",
-    config=NCSNConfig(image_size=28, channels=1, ngf=16, variant="v2", sampling_rule="v2", steps_per_level=20,
-                      denoise=True),
+    config=NCSNConfig(image_size=28, channels=1, ngf=16, variant="v1-unconditional", sampling_rule="v2",
+                      steps_per_level=20, denoise=True),
     train=TrainConfig(steps=20_000, batch_size=32, learning_rate=1e-3, ema_decay=0.995, log_every=25,
                       checkpoint_every=100, keep_checkpoints=2),
     dataset="mnist",
+    tags=_TAGS,
     summary="CPU-size NCSN on MNIST: ngf 16, v2 conditioning (output / sigma) + EMA, 10 levels 1 -> 0.01",
 ))
 register_preset(Preset(
     name="ncsn/cifar10",
-    config=NCSNConfig(image_size=32, channels=3, ngf=16, variant="v2", sampling_rule="v2", steps_per_level=20,
-                      denoise=True),
+    config=NCSNConfig(image_size=32, channels=3, ngf=16, variant="v1-unconditional", sampling_rule="v2",
+                      steps_per_level=20, denoise=True),
     train=TrainConfig(steps=20_000, batch_size=32, learning_rate=1e-3, ema_decay=0.995, log_every=25,
                       checkpoint_every=100, keep_checkpoints=2),
     dataset="cifar10",
+    tags=_TAGS,
     summary="CPU-size NCSN on CIFAR-10 (JPEG set): ngf 16, v2 conditioning + EMA; far below the paper's model",
 ))
 

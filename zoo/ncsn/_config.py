@@ -3,34 +3,47 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
-from jaxtyping import PRNGKeyArray
 
 from .._config import AbstractConfig
 from .._errors import ConfigError
 from ._sigmas import geometric_sigmas
 
 
-if TYPE_CHECKING:
-    from ._model import NCSN
+# How many times each network halves the image size (the image size must divide by 2 to that power).
+VARIANT_DOWNSAMPLING: dict[str, int] = {
+    "v1": 1, "v1-unconditional": 1, "ncsnv2": 1, "ncsnv2-deeper": 2, "ncsnv2-deepest": 3,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class NCSNConfig(AbstractConfig):
     """A noise-conditional score network (NCSN, Song & Ermon 2019) and its sampler.
 
-    * ``variant="v1"``: every norm is a CondInstanceNorm++ with one (gamma, alpha, beta)
-      per noise level; the network output is the score (the paper).
-    * ``variant="v2"``: unconditional InstanceNorm++ and the output divided by sigma
-      (NCSNv2's noise conditioning); train with EMA (``TrainConfig.ema_decay``).
+    The network (``variant``):
+
+    * ``"v1"``: NCSN's dilated RefineNet (`zoo.ncsn.RefineNet`), every norm a
+      CondInstanceNorm++ with one (gamma, alpha, beta) per noise level; the network
+      output is the score (the NCSN paper).
+    * ``"v1-unconditional"``: the same RefineNet with unconditional InstanceNorm++ and
+      the output divided by sigma (NCSNv2's noise conditioning on NCSN's network; what
+      the CPU-trained ``ncsn-mnist`` / ``ncsn-cifar10`` use). ``"v2"`` is its old name,
+      still accepted (checkpoints saved before the rename say ``"v2"``).
+    * ``"ncsnv2"``, ``"ncsnv2-deeper"``, ``"ncsnv2-deepest"``: the NCSNv2 paper's own
+      networks (`zoo.ncsn.NCSNv2`, `NCSNv2Deeper`, `NCSNv2Deepest`: unconditional
+      InstanceNorm++, norm-free RefineBlocks with max-pool CRP, output divided by sigma).
+
+    Divide-by-sigma variants train with EMA (``TrainConfig.ema_decay``, 0.999 in NCSNv2).
 
     The noise ladder is geometric, ``sigma_begin`` down to ``sigma_end`` in
     ``num_scales`` levels (v1: 1 -> 0.01, L = 10; v2 rules: `zoo.ncsn.v2_sigmas`).
     Sampling: annealed Langevin with ``steps_per_level`` steps of size
-    ``step_lr * sigma_i^2 / sigma_L^2`` (``sampling_rule="v1"``), or with step_lr chosen by
-    NCSNv2's Technique 4 (``"v2"``), optionally ending with one denoising step.
+    ``step_lr * sigma_i^2 / sigma_L^2`` (``sampling_rule="v1"``: the given step_lr, as both
+    official codes do; the NCSNv2 presets carry the official configs' step_lr), or with
+    step_lr chosen by NCSNv2's Technique 4 (``"v2"``), optionally ending with one
+    denoising step (NCSNv2's ``denoise``).
     """
 
     family: ClassVar[str] = "ncsn"
@@ -39,7 +52,7 @@ class NCSNConfig(AbstractConfig):
     image_size: int = 28
     channels: int = 1
     ngf: int = 64
-    variant: str = "v1"  # "v1" | "v2"
+    variant: str = "v1"  # "v1" | "v1-unconditional" | "ncsnv2" | "ncsnv2-deeper" | "ncsnv2-deepest"
     sigma_begin: float = 1.0
     sigma_end: float = 0.01
     num_scales: int = 10
@@ -49,14 +62,24 @@ class NCSNConfig(AbstractConfig):
     steps_per_level: int = 100
     step_lr: float = 2e-5
     denoise: bool = False
+    objective: str = "dsm"  # "dsm" | "ssm" (annealed sliced score matching, SSM-VR: the official algo option)
 
     def __post_init__(self) -> None:
-        if self.variant not in ("v1", "v2"):
-            raise ConfigError(f"variant must be 'v1' or 'v2', not {self.variant!r}")
+        if self.objective not in ("dsm", "ssm"):
+            raise ConfigError(f"objective must be 'dsm' or 'ssm', not {self.objective!r}")
+        if self.variant == "v2":  # the old name of "v1-unconditional"
+            object.__setattr__(self, "variant", "v1-unconditional")
+        if self.variant not in VARIANT_DOWNSAMPLING:
+            raise ConfigError(f"variant must be one of {list(VARIANT_DOWNSAMPLING)}, not {self.variant!r}")
         if self.sampling_rule not in ("v1", "v2"):
             raise ConfigError(f"sampling_rule must be 'v1' or 'v2', not {self.sampling_rule!r}")
-        if self.image_size % 2 or self.image_size < 8:
-            raise ConfigError(f"image_size must be even and >= 8 (one 2x down/up-sampling), got {self.image_size}")
+        halvings = VARIANT_DOWNSAMPLING[self.variant]
+        factor = 2**halvings
+        if self.image_size % factor or self.image_size < 4 * factor:
+            raise ConfigError(
+                f"variant {self.variant!r} halves the image size {halvings} time(s): image_size must be a "
+                f"multiple of {factor} and >= {4 * factor}, got {self.image_size}"
+            )
         if self.ngf < 2 or self.channels < 1:
             raise ConfigError(f"need ngf >= 2 and channels >= 1, got ngf={self.ngf}, channels={self.channels}")
         geometric_sigmas(self.sigma_begin, self.sigma_end, self.num_scales)  # validates
@@ -68,8 +91,3 @@ class NCSNConfig(AbstractConfig):
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.image_size, self.image_size, self.channels)
-
-    def build(self, *, key: PRNGKeyArray) -> NCSN:
-        from ._model import NCSN
-
-        return NCSN(self, key=key)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .. import samplers
+from .._batch_map import batch_map
 from .._errors import ConfigError, DataError
-from .._model import AbstractModel
+from .._model import AbstractImageModel, all_inexact, model_for
+from .._score_matching import anneal_ssm_loss
+from .._trainer import AbstractTrainer, GradientTrainer
 from ._config import NCSNConfig
 from ._loss import dsm_loss, dsm_terms
+from ._ncsnv2 import NCSNV2_NETWORKS, AbstractNCSNv2Net
 from ._network import RefineNet
 
 
@@ -21,16 +27,21 @@ def dequantize(x: Float[Array, "n ..."], *, key: PRNGKeyArray) -> Float[Array, "
     return x * (255.0 / 256.0) + jax.random.uniform(key, x.shape, x.dtype) / 256.0
 
 
-class NCSN(AbstractModel):
+@model_for(NCSNConfig)
+class NCSN(AbstractImageModel):
     """A noise-conditional score network ``s(x, i) ~ grad log p_{sigma_i}(x)`` on images in [0, 1]."""
 
     config: NCSNConfig = eqx.field(static=True)
-    net: RefineNet
+    net: RefineNet | AbstractNCSNv2Net
+    trainer: ClassVar[AbstractTrainer] = GradientTrainer()
 
     def __init__(self, config: NCSNConfig, *, key: PRNGKeyArray):
         self.config = config
-        num_classes = config.num_scales if config.variant == "v1" else None
-        self.net = RefineNet(config.channels, config.ngf, num_classes, centered=config.centered, key=key)
+        if config.variant in NCSNV2_NETWORKS:  # the NCSNv2 paper's networks
+            self.net = NCSNV2_NETWORKS[config.variant](config.channels, config.ngf, centered=config.centered, key=key)
+        else:  # NCSN's RefineNet, with per-level (v1) or unconditional norms
+            num_classes = config.num_scales if config.variant == "v1" else None
+            self.net = RefineNet(config.channels, config.ngf, num_classes, centered=config.centered, key=key)
 
     # -- the score -------------------------------------------------------------------
     @property
@@ -41,11 +52,20 @@ class NCSN(AbstractModel):
     def score(self, x: Float[Array, "h w c"], level: Int[Array, ""]) -> Float[Array, "h w c"]:
         """The score at noise level index `level` (0 = largest sigma) of one image."""
         out = self.net(x, level)
-        if self.config.variant == "v2":
+        if self.config.variant != "v1":  # unconditional networks: divide by sigma (NCSNv2)
             out = out / jnp.asarray(self.sigmas, out.dtype)[level]
         return out
 
     # -- training --------------------------------------------------------------------
+    def prepare_data(self, dataset: Any) -> np.ndarray:
+        return dataset.x
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        return all_inexact(self)
+
     def _check(self, x: Array) -> None:
         if tuple(x.shape[1:]) != self.config.shape:
             raise DataError(
@@ -60,82 +80,87 @@ class NCSN(AbstractModel):
         self._check(batch)
         kq, kl = jax.random.split(key)
         x = dequantize(batch, key=kq) if self.config.dequantize else batch
-        loss = dsm_loss(self.score, x, jnp.asarray(self.sigmas), key=kl)
+        objective = anneal_ssm_loss if self.config.objective == "ssm" else dsm_loss
+        loss = objective(self.score, x, jnp.asarray(self.sigmas), key=kl)
         return loss, (state, {})
 
     # -- sampling --------------------------------------------------------------------
-    _SAMPLER_FIELDS = ("sampling_rule", "steps_per_level", "step_lr", "denoise")
-
-    def with_sampler(self, **changes) -> NCSN:
-        """The same weights with other sampler settings (``sampling_rule``, ``steps_per_level``,
-        ``step_lr``, ``denoise``); the network is untouched."""
-        bad = sorted(set(changes) - set(self._SAMPLER_FIELDS))
-        if bad:
-            raise ConfigError(f"with_sampler changes only {self._SAMPLER_FIELDS}, not {bad}")
-        config = self.config.replace(**changes)
-        skeleton = eqx.filter_eval_shape(config.build, key=jax.random.key(0))
-        leaves = jax.tree_util.tree_leaves(self)
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(skeleton), leaves)
-
-    def sampler(self, *, inpainting: bool = False) -> samplers.AnnealedLangevin | samplers.AnnealedLangevinInpainting:
-        """The annealed Langevin sampler the config describes."""
+    def _annealed(self, cls: Any) -> Any:
         c = self.config
-        cls = samplers.AnnealedLangevinInpainting if inpainting else samplers.AnnealedLangevin
         if c.sampling_rule == "v2":
             return cls.v2(self.sigmas, steps_per_level=c.steps_per_level, denoise=c.denoise)
         return cls.v1(self.sigmas, steps_per_level=c.steps_per_level, step_lr=c.step_lr, denoise=c.denoise)
 
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n h w c"]:
-        """`n` images by annealed Langevin from U[0, 1] (the state is not clipped;
-        `to_images` clips for display)."""
-        return self.sample_chain(n, key=key).final
+    def default_sampler(self) -> samplers.AnnealedLangevin:
+        """The annealed Langevin sampler the config describes (``sampling_rule``,
+        ``steps_per_level``, ``step_lr``, ``denoise``)."""
+        return self._annealed(samplers.AnnealedLangevin)
 
-    def sample_chain(self, n: int, *, key: PRNGKeyArray, snapshots: int | None = None) -> samplers.ChainResult:
-        """The full chain; with ``snapshots=k`` also k evenly spaced states ``(k, n, h, w, c)``
-        (``num_steps`` must then be a multiple of k)."""
+    def inpainting_sampler(self) -> samplers.AnnealedLangevinInpainting:
+        """The config's annealed Langevin settings in inpainting mode (what `inpaint` runs)."""
+        return self._annealed(samplers.AnnealedLangevinInpainting)
+
+    def sample(
+        self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, key: PRNGKeyArray
+    ) -> Float[Array, "n h w c"]:
+        """`n` images by annealed Langevin from U[0, 1] with `sampler` (default: the config's;
+        the state is not clipped, `to_images` clips for display)."""
+        return self.sample_chain(n, sampler=sampler, key=key).final
+
+    def sample_chain(
+        self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, snapshots: int | None = None,
+        key: PRNGKeyArray,
+    ) -> samplers.ChainResult:
+        """The full chain (``sampler.num_steps`` transitions); with ``snapshots=k`` also k evenly
+        spaced states ``(k, n, h, w, c)`` (``num_steps`` must then be a multiple of k)."""
         k0, k1 = jax.random.split(key)
         x0 = jax.random.uniform(k0, (n, *self.config.shape))
-        sampler = self.sampler()
+        sampler = self.resolve_sampler(sampler)
+        if not isinstance(sampler, samplers.AnnealedLangevin):
+            raise ConfigError(
+                f"NCSN samples with a zoo.samplers.AnnealedLangevin (a noise-conditional score), not "
+                f"{type(sampler).__name__}; e.g. AnnealedLangevin.v1(model.sigmas, steps_per_level=...)"
+            )
         thin = sampler.num_steps // snapshots if snapshots else 1
         return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True,
                             thin=thin, save=bool(snapshots))
 
     def inpaint(
-        self, observed: Float[Array, "n h w c"], mask: Float[Array, "n h w c"], *, key: PRNGKeyArray
+        self, observed: Float[Array, "n h w c"], mask: Float[Array, "n h w c"], *,
+        sampler: samplers.AnnealedLangevinInpainting | None = None, key: PRNGKeyArray,
     ) -> Float[Array, "n h w c"]:
-        """Fill the pixels where ``mask == 0`` given `observed` where ``mask == 1``."""
+        """Fill the pixels where ``mask == 0`` given `observed` where ``mask == 1``, with `sampler`
+        (default: `inpainting_sampler`)."""
         self._check(observed)
         k0, k1 = jax.random.split(key)
         mask = jnp.broadcast_to(mask, observed.shape).astype(observed.dtype)
         x0 = mask * observed + (1 - mask) * jax.random.uniform(k0, observed.shape)
-        sampler = self.sampler(inpainting=True)
+        sampler = self.inpainting_sampler() if sampler is None else sampler
         out = samplers.run(sampler, self.score, (x0, observed, mask), num_steps=sampler.num_steps, key=k1,
                            batched=True)
         return out.final[0]
 
     # -- evaluation ------------------------------------------------------------------
+    def dsm_terms_per_level(self, x: Float[Array, "b h w c"], *, key: PRNGKeyArray) -> Float[Array, "b levels"]:
+        """Each example's sigma^2-weighted DSM term at every noise level (`x` dequantised like training)."""
+        kq, kn = jax.random.split(key)
+        x = dequantize(x, key=kq) if self.config.dequantize else x
+        sigmas, n_levels = jnp.asarray(self.sigmas), self.config.num_scales
+
+        def level(i, k):
+            return dsm_terms(self.score, x, jnp.full((x.shape[0],), i, jnp.int32), sigmas, key=k)
+
+        return jax.lax.map(lambda a: level(*a), (jnp.arange(n_levels), jax.random.split(kn, n_levels))).T
+
     def dsm_per_level(self, data: np.ndarray, *, key: PRNGKeyArray, batch_size: int = 250) -> np.ndarray:
-        """Mean sigma^2-weighted DSM loss at each noise level on `data` (dequantised like training)."""
+        """Mean sigma^2-weighted DSM loss at each noise level on `data` (dequantised like training),
+        `batch_size` images at a time (`zoo.batch_map`: batch ``j`` uses ``fold_in(key, j)``)."""
         x = np.asarray(data, np.float32)
         self._check(x)
-        n_levels = self.config.num_scales
-
-        @eqx.filter_jit
-        def chunk(model, xb, k):
-            kq, kn = jax.random.split(k)
-            xb = dequantize(xb, key=kq) if model.config.dequantize else xb
-            sig = jnp.asarray(model.sigmas)
-
-            def one(i, kk):
-                labels = jnp.full((xb.shape[0],), i, jnp.int32)
-                return jnp.sum(dsm_terms(model.score, xb, labels, sig, key=kk))
-
-            return jax.lax.map(lambda a: one(*a), (jnp.arange(n_levels), jax.random.split(kn, n_levels)))
-
-        total = np.zeros(n_levels)
-        for j, start in enumerate(range(0, len(x), batch_size)):
-            total += np.asarray(chunk(self, jnp.asarray(x[start : start + batch_size]), jax.random.fold_in(key, j)))
-        return total / len(x)
+        if len(x) == 0:
+            raise DataError("dsm_per_level needs at least one image; got an empty array")
+        terms = batch_map(self.dsm_terms_per_level, x, batch_size=min(batch_size, len(x)), key=key, progress="DSM")
+        return terms.mean(axis=0, dtype=np.float64)
 
     def evaluate(self, data: np.ndarray, *, key: PRNGKeyArray) -> dict[str, float]:
         """Test-set DSM: the mean over levels (the training objective) and each level's value."""

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._base import AbstractSampler
+from ._base import SAMPLERS, AbstractSampler
 
 
 NoiseScoreFn = Callable[[Float[Array, "..."], Int[Array, ""]], Float[Array, "..."]]
@@ -91,6 +91,7 @@ class _AnnealedBase(eqx.Module):
         return level, sigma, coef, noise
 
 
+@SAMPLERS.register("annealed_langevin")
 class AnnealedLangevin(_AnnealedBase, AbstractSampler[Int[Array, ""]]):
     """Annealed Langevin dynamics on a noise-conditional score ``(x, i) -> s(x, i)``.
 
@@ -110,6 +111,7 @@ class AnnealedLangevin(_AnnealedBase, AbstractSampler[Int[Array, ""]]):
         return x, state + 1, {}
 
 
+@SAMPLERS.register("annealed_langevin_inpainting")
 class AnnealedLangevinInpainting(_AnnealedBase, AbstractSampler[tuple[Int[Array, ""], Array]]):
     """Inpainting with annealed Langevin (the NCSN paper's Figure 6 demo).
 

@@ -14,6 +14,8 @@ from typing import Any, Generic, TypeVar
 import equinox as eqx
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .._registry import Registry
+
 
 _State = TypeVar("_State")
 
@@ -31,3 +33,8 @@ class AbstractSampler(eqx.Module, Generic[_State]):
     ) -> tuple[PyTree[Array], _State, dict[str, Array]]:
         """One transition: ``(new_x, new_state, info)``; `info` holds scalars such
         as ``accept_prob`` that the driver averages over the chain."""
+
+
+#: Sampler classes by name, for configs and command lines (``SAMPLERS.get("gwg")()``);
+#: each sampler class registers itself with ``@SAMPLERS.register(name)``.
+SAMPLERS: Registry[type[AbstractSampler]] = Registry("sampler")

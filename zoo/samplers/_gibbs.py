@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._base import AbstractSampler
+from ._base import SAMPLERS, AbstractSampler
 from ._gwg import as_binary_target
 
 
 Binary = Float[Array, " D"]
 
 
+@SAMPLERS.register("random_scan_gibbs")
 class RandomScanGibbs(AbstractSampler[PyTree]):
     """Pick a coordinate uniformly at random and resample it from its conditional:
     flip it with probability ``sigmoid(f(flip_i(x)) - f(x))``. One coordinate per step."""
@@ -39,6 +40,7 @@ class RandomScanGibbs(AbstractSampler[PyTree]):
         return x_out, state_out, {"flip_prob": p, "hops": flip.astype(x.dtype)}
 
 
+@SAMPLERS.register("block_gibbs")
 class BlockGibbs(AbstractSampler[None]):
     """Block Gibbs for a Bernoulli RBM: ``h ~ p(h | x)``, then ``x ~ p(x | h)``.
 

@@ -28,13 +28,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from ._base import AbstractSampler
+from ._base import SAMPLERS, AbstractSampler
+from ._target import AbstractCategoricalTarget, AbstractDiscreteTarget, set_values
 
 
 Binary = Float[Array, " D"]
 
 
-class AbstractBinaryTarget(eqx.Module):
+class AbstractBinaryTarget(AbstractDiscreteTarget):
     """An unnormalised log-density on {0,1}^D (one example) with a flip-updatable cache."""
 
     @abc.abstractmethod
@@ -62,8 +63,9 @@ class AbstractBinaryTarget(eqx.Module):
         return x_new, cache_new, self.grad(x_new, cache_new)
 
 
-class LogDensity(AbstractBinaryTarget):
-    """Wraps a callable ``f(x) -> scalar`` on one example; the cache is ``(f(x), grad f(x))``."""
+class LogDensity(AbstractBinaryTarget, AbstractCategoricalTarget):
+    """Wraps a callable ``f(x) -> scalar`` on one example, binary ``(D,)`` or one-hot ``(D, K)``;
+    the cache is ``(f(x), grad f(x))``."""
 
     fn: Callable[[Binary], Float[Array, ""]]
 
@@ -78,6 +80,10 @@ class LogDensity(AbstractBinaryTarget):
 
     def flip(self, x, cache, idx, first):
         x_new = flip_indices(x, idx)
+        return x_new, jax.value_and_grad(self.fn)(x_new)
+
+    def change(self, x, cache, idx, values, first):
+        x_new = set_values(x, idx, values, first)
         return x_new, jax.value_and_grad(self.fn)(x_new)
 
 
@@ -130,6 +136,7 @@ def sample_indices(log_q: Binary, u: Float[Array, " n"]) -> Int[Array, " n"]:
     return jnp.minimum(blk * b + j, d - 1)
 
 
+@SAMPLERS.register("gwg")
 class GWG(AbstractSampler[GWGState]):
     """Gibbs-with-Gradients for one chain on {0,1}^D.
 

@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractSampler
+from ._base import SAMPLERS, AbstractSampler
 
 
 ScoreFn = Callable[[Float[Array, "..."]], Float[Array, "..."]]
 
 
+@SAMPLERS.register("langevin")
 class Langevin(AbstractSampler[None]):
     """``x <- x + step_size * score(x) + sqrt(2 * step_size) * z``, z ~ N(0, I).
 

@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._base import AbstractSampler
+from ._base import SAMPLERS, AbstractSampler
 from ._gwg import as_binary_target, first_occurrence
 
 
 Binary = Float[Array, " D"]
 
 
+@SAMPLERS.register("uniform_mh")
 class UniformMH(AbstractSampler[PyTree]):
     """Hamming-ball Metropolis-Hastings: draw a radius ``r`` uniformly from 1..`num_flips`,
     flip ``r`` distinct coordinates chosen uniformly at random (a symmetric proposal: the

@@ -2,7 +2,8 @@
 
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
-from ._model import ToyScore as ToyScore, ToyScoreConfig as ToyScoreConfig
+from ._config import ToyScoreConfig as ToyScoreConfig
+from ._model import ToyScore as ToyScore
 
 
 register_preset(
@@ -13,6 +14,7 @@ register_preset(
             steps=3000, batch_size=256, learning_rate=2e-3, ema_decay=0.99, log_every=100, checkpoint_every=1000
         ),
         dataset="toy:gmm8",
+        tags=("score-based", "denoising-score-matching", "langevin"),
         summary="MLP score model on 8 Gaussians on a ring, DSM at sigma 0.1, Langevin sampling",
     )
 )

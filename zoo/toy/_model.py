@@ -6,8 +6,7 @@ level ``sigma`` and sampled with the shared `zoo.samplers.Langevin`.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -16,34 +15,19 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
-from .._config import AbstractConfig
-from .._model import AbstractModel
+from .._model import AbstractPointModel, all_inexact, model_for
+from .._score_matching import ssm_loss
+from .._trainer import AbstractTrainer, GradientTrainer
+from ._config import ToyScoreConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class ToyScoreConfig(AbstractConfig):
-    """An MLP score model on R^dim."""
-
-    family: ClassVar[str] = "toy"
-    type_name: ClassVar[str] = "toy.ToyScoreConfig"
-
-    dim: int = 2
-    width: int = 64
-    depth: int = 2
-    sigma: float = 0.1  # denoising score matching noise level
-    langevin_steps: int = 500
-    langevin_step_size: float = 1e-3
-    init_scale: float = 3.0  # std of the Langevin initialisation
-
-    def build(self, *, key: PRNGKeyArray) -> ToyScore:
-        return ToyScore(self, key=key)
-
-
-class ToyScore(AbstractModel):
+@model_for(ToyScoreConfig)
+class ToyScore(AbstractPointModel):
     """``score(x)``: an estimate of grad log p(x) at noise level ``config.sigma``."""
 
     config: ToyScoreConfig = eqx.field(static=True)
     mlp: eqx.nn.MLP
+    trainer: ClassVar[AbstractTrainer] = GradientTrainer()
 
     def __init__(self, config: ToyScoreConfig, *, key: PRNGKeyArray):
         self.config = config
@@ -52,6 +36,15 @@ class ToyScore(AbstractModel):
     def score(self, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
         return self.mlp(x)
 
+    def prepare_data(self, dataset: Any) -> np.ndarray:
+        return dataset.x
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        return all_inexact(self)
+
     def _dsm(self, x: Float[Array, "n dim"], key: PRNGKeyArray) -> Float[Array, ""]:
         sigma = self.config.sigma
         z = jax.random.normal(key, x.shape, x.dtype)
@@ -59,16 +52,31 @@ class ToyScore(AbstractModel):
         # sigma^2-weighted DSM: 1/2 || sigma s(x + sigma z) + z ||^2
         return 0.5 * jnp.mean(jnp.sum((sigma * s + z) ** 2, axis=-1))
 
+    def _ssm(self, x: Float[Array, "n dim"], key: PRNGKeyArray) -> Float[Array, ""]:
+        # sliced score matching (config.objective "ssm" / "ssm-vr") on x + sigma z
+        kz, kv = jax.random.split(key)
+        noisy = x + self.config.sigma * jax.random.normal(kz, x.shape, x.dtype)
+        vr = self.config.objective == "ssm-vr"
+        return ssm_loss(self.score, noisy, key=kv, projection=self.config.projection, variance_reduction=vr)
+
     def loss(
         self, batch: Float[Array, "n dim"], state: None, *, key: PRNGKeyArray
     ) -> tuple[Float[Array, ""], tuple[None, dict[str, Array]]]:
-        loss = self._dsm(batch, key)
+        loss = self._dsm(batch, key) if self.config.objective == "dsm" else self._ssm(batch, key)
         return loss, (state, {})
 
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n dim"]:
+    def default_sampler(self) -> samplers.Langevin:
+        """Unadjusted Langevin with the config's ``langevin_step_size``."""
+        return samplers.Langevin(self.config.langevin_step_size)
+
+    def sample(
+        self, n: int, *, sampler: samplers.AbstractSampler | None = None, key: PRNGKeyArray
+    ) -> Float[Array, "n dim"]:
+        """`n` points: ``config.langevin_steps`` steps of `sampler` (default: `default_sampler`)
+        on the score, from N(0, init_scale^2)."""
+        sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         x0 = self.config.init_scale * jax.random.normal(k0, (n, self.config.dim))
-        sampler = samplers.Langevin(self.config.langevin_step_size)
         result = samplers.run(sampler, self.score, x0, num_steps=self.config.langevin_steps, key=k1, batched=True)
         return result.final
 
@@ -81,8 +89,3 @@ class ToyScore(AbstractModel):
             "mean_error": float(jnp.linalg.norm(samples.mean(0) - x.mean(0))),
             "std_error": float(jnp.linalg.norm(samples.std(0) - x.std(0))),
         }
-
-    def to_images(self, samples: Array) -> np.ndarray:
-        from .._images import scatter
-
-        return scatter(np.asarray(samples))[None]
