@@ -1,4 +1,4 @@
-"""ResNet EBM GWG chains on XLA:CPU: equinox convolutions (before) against `zoo._conv.Conv2d`
+"""ResNet EBM GWG chains on XLA:CPU: equinox convolutions (before) against `zoo.nn.Conv2d`
 (after), each as one `lax.scan` of the shared driver and as straight-line code.
 
 Before: XLA:CPU's `ConvCanonicalization` pass only visits a module's entry computation, so
@@ -32,11 +32,11 @@ import numpy as np
 
 import zoo
 from zoo import samplers
-from zoo._conv import Conv2d
+from zoo.nn import Conv2d
 
 
 def with_equinox_convs(model):
-    """The same network with every `zoo._conv.Conv2d` replaced by an `equinox.nn.Conv2d`
+    """The same network with every `zoo.nn.Conv2d` replaced by an `equinox.nn.Conv2d`
     holding the same weights: the code before the fix."""
 
     def swap(m):
@@ -93,8 +93,8 @@ def main() -> None:
     variants = [
         ("before: equinox convs, lax.scan", lambda: chain(old, x0, key, args.steps, 1)),
         ("before: equinox convs, straight-line", lambda: chain(old, x0, key, args.steps, args.steps)),
-        ("after:  zoo._conv, lax.scan", lambda: chain(new, x0, key, args.steps, 1)),
-        ("after:  zoo._conv, straight-line", lambda: chain(new, x0, key, args.steps, args.steps)),
+        ("after:  zoo.nn,    lax.scan", lambda: chain(new, x0, key, args.steps, 1)),
+        ("after:  zoo.nn,    straight-line", lambda: chain(new, x0, key, args.steps, args.steps)),
     ]
     if args.steps > 10:
         variants.insert(2, ("before: host loop of 10-step chunks", lambda: chunked(old, x0, key, args.steps)))

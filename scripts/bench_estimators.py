@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     results = {}
     if skip and (out / "results.json").exists():  # a partial re-run updates the earlier results
         results = json.loads((out / "results.json").read_text())
-    results.update({"hardware": zoo._train.hardware(), "official_rodeo_ms_quoted": OFFICIAL_RODEO_MS})
+    results.update({"hardware": zoo.hardware(), "official_rodeo_ms_quoted": OFFICIAL_RODEO_MS})
     results.setdefault("commands", {})
     print(f"[bench] {results['hardware']}", flush=True)
 

@@ -29,8 +29,8 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+import zoo
 from zoo import samplers
-from zoo._train import data_mesh
 from zoo.ncsn import NCSNConfig
 
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         ndev = len(jax.devices())
         if batch % ndev:
             raise SystemExit(f"--batch {batch} is not divisible by --devices {ndev}")
-        mesh = data_mesh()
+        mesh = zoo.data_mesh()
         rep, shard = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
         args_dp = (jax.device_put(params, rep), jax.device_put(opt_state, rep), jax.device_put(x, shard), k)
         t_train_dp = _time(train_step, *args_dp, repeats=args.repeats)

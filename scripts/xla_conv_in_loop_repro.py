@@ -6,7 +6,7 @@ convolution that is not NHWC/HWIO/NHWC into that form, but it walks only
 `fori_loop`) keeps its layout and is emitted as a naive loop nest. This script times one
 gradient step of a one-layer NCHW convolution network, repeated 10 times, as straight-line
 code and as a `fori_loop`, and prints the dimension labels of the compiled convolutions; then
-the same with `zoo._conv.Conv2d` (canonical form, custom VJP), which is fast in both.
+the same with `zoo.nn.Conv2d` (canonical form, custom VJP), which is fast in both.
 
     python scripts/xla_conv_in_loop_repro.py
 """
@@ -44,12 +44,12 @@ def nchw_conv(w):
 
 
 def main() -> None:
-    from zoo._conv import Conv2d
+    from zoo.nn import Conv2d
 
     ours = Conv2d(16, 16, 3, stride=2, padding=1, key=jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (32, 16, 28, 28))
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}; 32 x (16, 28, 28), 3x3 stride 2, {STEPS} steps")
-    for name, conv in (("lax NCHW/OIHW", nchw_conv(ours.weight)), ("zoo._conv.Conv2d", ours)):
+    for name, conv in (("lax NCHW/OIHW", nchw_conv(ours.weight)), ("zoo.nn.Conv2d", ours)):
         for how, fn in make(conv).items():
             labels = sorted({line.split("dim_labels=")[1].split(",")[0]
                              for line in fn.lower(x).compile().as_text().splitlines() if " convolution(" in line})

@@ -5,7 +5,7 @@ model = zoo.load("ncsn-mnist")              # or "hf://org/repo@rev", or a folde
 images = zoo.sample(model, 16, key=jax.random.key(0))
 """
 
-from . import samplers as samplers, stein as stein
+from . import nn as nn, samplers as samplers, stein as stein
 from ._batch_map import batch_map as batch_map
 from ._card import build_card as build_card
 from ._checkpoint import (
@@ -53,6 +53,7 @@ from ._table import model_table as model_table
 from ._train import (
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,
+    data_mesh as data_mesh,
     fit as fit,
     hardware as hardware,
     initialize_distributed as initialize_distributed,

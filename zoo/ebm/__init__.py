@@ -91,3 +91,12 @@ register_model(
         preset="ebm/resnet-binarized-mnist",
     )
 )
+register_model(
+    ModelEntry(
+        name="potts-lattice-8x8-k3",
+        family="ebm",
+        dataset="synthetic:lattice-potts3-8x8",
+        summary="Couplings of an 8x8 lattice Potts model (K=3) learned from 2000 samples by PCD with categorical "
+        "Gibbs-with-Gradients (structure learning, scripts/gwg_structure.py)",
+    )
+)

@@ -1,0 +1,7 @@
+"""Network layers shared by the families.
+
+`Conv2d` / `conv2d`: a 2-D convolution in XLA:CPU's canonical form with a custom VJP, so it
+stays on the fast path inside `lax.scan` loops, gradient included (see `zoo/_conv.py`).
+"""
+
+from .._conv import Conv2d as Conv2d, conv2d as conv2d
