@@ -15,6 +15,7 @@ reference (how well the model fits the data). Prints one markdown row per model.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import jax
@@ -54,7 +55,10 @@ def main(argv=None) -> None:
     p.add_argument("models", nargs="+")
     p.add_argument("-n", type=int, default=500, help="samples per model (and reference points)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", action="store_true",
+                   help="record the KSD^2 and p-value of the model's samples in its checkpoint (card column)")
     args = p.parse_args(argv)
+    command = "python scripts/stein_ksd.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print("| model | KSD^2 of model samples (p-value) | reference KSD^2 (p-value) | seconds |")
     print("|---|---|---|---|")
     for name in args.models:
@@ -73,6 +77,13 @@ def main(argv=None) -> None:
         (ks, kp), (rs, rp) = out["samples"], out["reference"]
         print(f"| {name} | {ks:.4g} ({kp:.3f}) | {rs:.4g} ({rp:.3f}), {ref} | {time.perf_counter() - t0:.0f} |",
               flush=True)
+        if args.record:
+            kind = "discrete KSD^2 vs the model" if info.family == "ebm" else "IMQ KSD^2 vs the data score"
+            common = {"dataset": info.dataset, "split": f"{args.n} model samples", "command": command}
+            zoo.annotate(zoo.bundled_path(name), metrics=[
+                {"name": "ksd2_samples", "value": round(ks, 6), "note": kind, **common},
+                {"name": "ksd_test_p_value_samples", "value": round(kp, 4), "note": kind, **common},
+            ])
 
 
 if __name__ == "__main__":
