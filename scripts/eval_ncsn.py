@@ -243,7 +243,7 @@ def card_body(meta: dict, res: dict, args: argparse.Namespace) -> str:
         "",
         f"Annealed Langevin, {res['sampling']['steps_per_level']} steps per level, step size"
         f" eps * sigma_i^2 / sigma_L^2 with eps = {res['sampling']['step_lr']:.3g}"
-        f" ({'NCSNv2 Technique 4 rule' if cfg['sampling_rule'] == 'v2' else 'paper v1 rule'}),"
+        f" ({'NCSNv2 Technique 4 rule' if cfg['sampling_rule'] in ('v2', 'technique4') else 'paper v1 rule'}),"
         f" {'with' if res['sampling']['denoise'] else 'without'} the final denoising step,"
         f" {res['sampling']['num_steps']} score evaluations per sample, initialised from U[0, 1], state never"
         f" clipped. The paper uses T = 100, eps = 2e-5 (1000 evaluations).",

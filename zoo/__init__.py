@@ -30,6 +30,7 @@ from ._model import (
     AbstractImageModel as AbstractImageModel,
     AbstractModel as AbstractModel,
     AbstractPointModel as AbstractPointModel,
+    AbstractStatelessModel as AbstractStatelessModel,
     evaluate as evaluate,
     model_for as model_for,
     num_params as num_params,

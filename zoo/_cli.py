@@ -72,14 +72,28 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from ._load import load
 
     model = _with_settings(load(args.name, weights=args.weights, offline=args.offline), args.set)
+    k = args.interpolate
+    if k is not None and not hasattr(model, "interpolate"):
+        raise ConfigError(f"--interpolate: {args.name} ({type(model).__name__}) has no interpolation mode; "
+                          "it is NCSN's (annealed Langevin with noise interpolated between two chains)")
+    if k is not None and args.nrow is not None:
+        raise ConfigError("--nrow does not apply with --interpolate: each row of the grid is one pair's K images")
+    n = args.n if args.n is not None else (64 if k is None else 8)
     t = time.perf_counter()
-    print(f"sampling {args.n} from {args.name} ({type(model).__name__})...", file=sys.stderr)
-    samples = eqx.filter_jit(lambda m, k: m.sample(args.n, key=k))(model, _key(args.seed))
+    what = f"{n} rows of {k} interpolations" if k is not None else f"{n}"
+    print(f"sampling {what} from {args.name} ({type(model).__name__})...", file=sys.stderr)
+    if k is None:
+        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key))(model, _key(args.seed))
+    else:  # (rows, k, h, w, c): one row per pair of endpoints
+        samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key))(model, _key(args.seed))
     samples = np.asarray(samples)
     print(f"done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     if args.npz:
         np.savez_compressed(args.npz, samples=samples)
-    save_grid(model.to_images(samples), args.output, nrow=args.nrow)
+    if k is None:
+        save_grid(model.to_images(samples), args.output, nrow=args.nrow)
+    else:
+        save_grid(model.to_images(samples.reshape(-1, *samples.shape[2:])), args.output, nrow=k)
     print(args.output)
     return 0
 
@@ -326,10 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples and write them as a PNG grid")
     p.add_argument("name")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=int, default=None,
+                   help="number of samples (default 64), or of rows with --interpolate (default 8)")
     p.add_argument("-o", "--output", default="samples.png", help="PNG path (default samples.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None)
+    p.add_argument("--interpolate", type=int, default=None, metavar="K",
+                   help="NCSN: rows of K images with noise interpolated between two chains (NCSNv2's "
+                        "interpolation mode), one row of the grid per pair")
     p.add_argument("--npz", default=None, help="also save the raw samples to this .npz")
     p.add_argument("--weights", choices=["ema", "raw"], default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

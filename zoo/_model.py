@@ -126,6 +126,20 @@ class AbstractModel(eqx.Module):
         """Metrics on held-out `data`."""
 
 
+class AbstractStatelessModel(AbstractModel):
+    """A model trained on a data set's ``x`` alone: no auxiliary training state, and every
+    floating-point array trainable (what most families need)."""
+
+    def prepare_data(self, dataset: Any) -> PyTree[np.ndarray]:
+        return dataset.x
+
+    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
+        return None
+
+    def trainable(self) -> PyTree[bool]:
+        return all_inexact(self)
+
+
 class AbstractImageModel(AbstractModel):
     """A model whose samples are images (N, H, W, C) in [0, 1] (clipped for display)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .._batch_map import batch_map
 from .._errors import DataError
-from .._model import AbstractImageModel, all_inexact, model_for
+from .._model import AbstractImageModel, AbstractStatelessModel, model_for
 from .._trainer import AbstractTrainer, GradientTrainer
 from ..estimators import AbstractEstimator, Estimate, make_estimator, variance_loss
 from ..samplers import AbstractSampler
@@ -27,7 +27,7 @@ LOG2 = math.log(2.0)
 
 
 @model_for(DVAEConfig)
-class DVAE(AbstractImageModel):
+class DVAE(AbstractImageModel, AbstractStatelessModel):
     """``q(b|x) = Bernoulli(sigmoid(encoder(x)))``, ``p(b) = Bernoulli(0.5)^D``,
     ``p(x|b) = Bernoulli(sigmoid(decoder(b)))``.
 
@@ -82,15 +82,6 @@ class DVAE(AbstractImageModel):
         return self.encoder(x)
 
     # ----------------------------------------------------------------- training
-    def prepare_data(self, dataset: Any) -> np.ndarray:
-        return dataset.x
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
-        return None
-
-    def trainable(self) -> PyTree[bool]:
-        return all_inexact(self)
-
     def _flatten(self, batch: Array) -> Float[Array, "n P"]:
         x = jnp.asarray(batch, jnp.float32)
         return x.reshape(x.shape[0], -1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
-from .._model import AbstractModel, all_inexact, model_for
+from .._model import AbstractStatelessModel, model_for
 from .._trainer import AbstractTrainer
 from ._config import KernelScoreConfig
 from ._fitted import AbstractFittedScore, KernelExpansion, SteinFitted
@@ -22,7 +22,7 @@ from ._trainer import KernelScoreFit
 
 
 @model_for(KernelScoreConfig)
-class KernelScore(AbstractModel):
+class KernelScore(AbstractStatelessModel):
     """``score(z)``: the fitted estimate of ``grad log q`` (in PCA coordinates when `data_dim` is set)."""
 
     config: KernelScoreConfig = eqx.field(static=True)
@@ -72,16 +72,6 @@ class KernelScore(AbstractModel):
         return self.fitted(z)
 
     # --- the family contract ------------------------------------------------------------
-    def prepare_data(self, dataset: Any) -> np.ndarray:
-        return dataset.x
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
-        return None
-
-    def trainable(self) -> PyTree[bool]:
-        """Every fitted array (nothing is trained by gradient; `zoo.num_params` counts them)."""
-        return all_inexact(self)
-
     def loss(self, batch, state, *, key):
         del key
         return score_matching_objective(self.fitted, self.project(batch)), (state, {})

@@ -68,7 +68,7 @@ register_preset(Preset(
 # CPU presets: what the bundled checkpoints were trained with on a shared 2-core CPU.
 register_preset(Preset(
     name="ncsn/mnist",
-    config=NCSNConfig(image_size=28, channels=1, ngf=16, variant="v1-unconditional", sampling_rule="v2",
+    config=NCSNConfig(image_size=28, channels=1, ngf=16, variant="v1-unconditional", sampling_rule="technique4",
                       steps_per_level=20, denoise=True),
     train=TrainConfig(steps=20_000, batch_size=32, learning_rate=1e-3, ema_decay=0.995, log_every=25,
                       checkpoint_every=100, keep_checkpoints=2),
@@ -78,7 +78,7 @@ register_preset(Preset(
 ))
 register_preset(Preset(
     name="ncsn/cifar10",
-    config=NCSNConfig(image_size=32, channels=3, ngf=16, variant="v1-unconditional", sampling_rule="v2",
+    config=NCSNConfig(image_size=32, channels=3, ngf=16, variant="v1-unconditional", sampling_rule="technique4",
                       steps_per_level=20, denoise=True),
     train=TrainConfig(steps=20_000, batch_size=32, learning_rate=1e-3, ema_decay=0.995, log_every=25,
                       checkpoint_every=100, keep_checkpoints=2),

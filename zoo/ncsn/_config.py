@@ -17,6 +17,11 @@ VARIANT_DOWNSAMPLING: dict[str, int] = {
     "v1": 1, "v1-unconditional": 1, "ncsnv2": 1, "ncsnv2-deeper": 2, "ncsnv2-deepest": 3,
 }
 
+# Where the sampler's step_lr comes from: the config ("step-lr") or NCSNv2's Technique 4 ("technique4").
+SAMPLING_RULES: tuple[str, ...] = ("step-lr", "technique4")
+# Their names before the rename, still read from old config.json files and --set.
+SAMPLING_RULE_ALIASES: dict[str, str] = {"v1": "step-lr", "v2": "technique4"}
+
 
 @dataclasses.dataclass(frozen=True)
 class NCSNConfig(AbstractConfig):
@@ -39,11 +44,18 @@ class NCSNConfig(AbstractConfig):
 
     The noise ladder is geometric, ``sigma_begin`` down to ``sigma_end`` in
     ``num_scales`` levels (v1: 1 -> 0.01, L = 10; v2 rules: `zoo.ncsn.v2_sigmas`).
-    Sampling: annealed Langevin with ``steps_per_level`` steps of size
-    ``step_lr * sigma_i^2 / sigma_L^2`` (``sampling_rule="v1"``: the given step_lr, as both
-    official codes do; the NCSNv2 presets carry the official configs' step_lr), or with
-    step_lr chosen by NCSNv2's Technique 4 (``"v2"``), optionally ending with one
-    denoising step (NCSNv2's ``denoise``).
+    Sampling: annealed Langevin (`zoo.samplers.AnnealedLangevin`) with ``steps_per_level``
+    steps per level of size ``step_lr * sigma_i^2 / sigma_L^2``, optionally ending with one
+    denoising step (``denoise``). ``sampling_rule`` says where ``step_lr`` comes from:
+
+    * ``"step-lr"``: the config's ``step_lr``, as both official codes do (NCSN: T = 100,
+      2e-5; the NCSNv2 presets carry the official configs' ``n_steps_each``, ``step_lr``,
+      ``denoise``).
+    * ``"technique4"``: solved from the ladder and ``steps_per_level`` by NCSNv2's
+      Technique 4 (`zoo.samplers.v2_step_size`); ``step_lr`` is then unused.
+
+    ``"v1"`` and ``"v2"`` are the old names of these two, still accepted (checkpoints
+    saved before the rename say them).
     """
 
     family: ClassVar[str] = "ncsn"
@@ -58,7 +70,7 @@ class NCSNConfig(AbstractConfig):
     num_scales: int = 10
     centered: bool = True  # the network sees 2x - 1
     dequantize: bool = True  # x * 255/256 + U(0, 1/256) in training
-    sampling_rule: str = "v1"  # "v1" | "v2"
+    sampling_rule: str = "step-lr"  # "step-lr" | "technique4" (old names "v1" | "v2")
     steps_per_level: int = 100
     step_lr: float = 2e-5
     denoise: bool = False
@@ -71,8 +83,13 @@ class NCSNConfig(AbstractConfig):
             object.__setattr__(self, "variant", "v1-unconditional")
         if self.variant not in VARIANT_DOWNSAMPLING:
             raise ConfigError(f"variant must be one of {list(VARIANT_DOWNSAMPLING)}, not {self.variant!r}")
-        if self.sampling_rule not in ("v1", "v2"):
-            raise ConfigError(f"sampling_rule must be 'v1' or 'v2', not {self.sampling_rule!r}")
+        if self.sampling_rule in SAMPLING_RULE_ALIASES:  # the old names
+            object.__setattr__(self, "sampling_rule", SAMPLING_RULE_ALIASES[self.sampling_rule])
+        if self.sampling_rule not in SAMPLING_RULES:
+            raise ConfigError(
+                f"sampling_rule must be one of {list(SAMPLING_RULES)} (step_lr as given, or solved by NCSNv2's "
+                f"Technique 4), not {self.sampling_rule!r}"
+            )
         halvings = VARIANT_DOWNSAMPLING[self.variant]
         factor = 2**halvings
         if self.image_size % factor or self.image_size < 4 * factor:

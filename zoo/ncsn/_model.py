@@ -8,12 +8,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
 from .._batch_map import batch_map
 from .._errors import ConfigError, DataError
-from .._model import AbstractImageModel, all_inexact, model_for
+from .._model import AbstractImageModel, AbstractStatelessModel, model_for
 from .._score_matching import anneal_ssm_loss
 from .._trainer import AbstractTrainer, GradientTrainer
 from ._config import NCSNConfig
@@ -28,7 +28,7 @@ def dequantize(x: Float[Array, "n ..."], *, key: PRNGKeyArray) -> Float[Array, "
 
 
 @model_for(NCSNConfig)
-class NCSN(AbstractImageModel):
+class NCSN(AbstractImageModel, AbstractStatelessModel):
     """A noise-conditional score network ``s(x, i) ~ grad log p_{sigma_i}(x)`` on images in [0, 1]."""
 
     config: NCSNConfig = eqx.field(static=True)
@@ -57,15 +57,6 @@ class NCSN(AbstractImageModel):
         return out
 
     # -- training --------------------------------------------------------------------
-    def prepare_data(self, dataset: Any) -> np.ndarray:
-        return dataset.x
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
-        return None
-
-    def trainable(self) -> PyTree[bool]:
-        return all_inexact(self)
-
     def _check(self, x: Array) -> None:
         if tuple(x.shape[1:]) != self.config.shape:
             raise DataError(
@@ -85,11 +76,12 @@ class NCSN(AbstractImageModel):
         return loss, (state, {})
 
     # -- sampling --------------------------------------------------------------------
-    def _annealed(self, cls: Any) -> Any:
+    def _annealed(self, cls: Any, *, denoise: bool | None = None) -> Any:
         c = self.config
-        if c.sampling_rule == "v2":
-            return cls.v2(self.sigmas, steps_per_level=c.steps_per_level, denoise=c.denoise)
-        return cls.v1(self.sigmas, steps_per_level=c.steps_per_level, step_lr=c.step_lr, denoise=c.denoise)
+        denoise = c.denoise if denoise is None else denoise
+        if c.sampling_rule == "technique4":
+            return cls.v2(self.sigmas, steps_per_level=c.steps_per_level, denoise=denoise)
+        return cls(self.sigmas, steps_per_level=c.steps_per_level, step_lr=c.step_lr, denoise=denoise)
 
     def default_sampler(self) -> samplers.AnnealedLangevin:
         """The annealed Langevin sampler the config describes (``sampling_rule``,
@@ -99,6 +91,12 @@ class NCSN(AbstractImageModel):
     def inpainting_sampler(self) -> samplers.AnnealedLangevinInpainting:
         """The config's annealed Langevin settings in inpainting mode (what `inpaint` runs)."""
         return self._annealed(samplers.AnnealedLangevinInpainting)
+
+    def interpolation_sampler(self) -> samplers.AnnealedLangevinInterpolation:
+        """The config's annealed Langevin settings in NCSNv2's interpolation mode (what
+        `interpolate` runs), without the denoising step, as the official
+        ``anneal_Langevin_dynamics_interpolation``."""
+        return self._annealed(samplers.AnnealedLangevinInterpolation, denoise=False)
 
     def sample(
         self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, key: PRNGKeyArray
@@ -139,6 +137,31 @@ class NCSN(AbstractImageModel):
         out = samplers.run(sampler, self.score, (x0, observed, mask), num_steps=sampler.num_steps, key=k1,
                            batched=True)
         return out.final[0]
+
+    def interpolate(
+        self, n_pairs: int, n_interpolations: int, *,
+        sampler: samplers.AnnealedLangevinInterpolation | None = None, key: PRNGKeyArray,
+    ) -> Float[Array, "n_pairs n_interpolations h w c"]:
+        """NCSNv2's interpolation samples: `n_pairs` rows of `n_interpolations` images. The
+        images of a row start from one U[0, 1] draw and are driven by noise interpolated on a
+        quarter circle between two independent draws (`zoo.samplers.AnnealedLangevinInterpolation`),
+        so each row's first and last images are independent samples and the others sweep
+        between them. `sampler` defaults to `interpolation_sampler`."""
+        if n_pairs < 1 or n_interpolations < 2:
+            raise ConfigError(
+                f"interpolate needs n_pairs >= 1 and n_interpolations >= 2 (the two ends of each row), "
+                f"got {n_pairs} and {n_interpolations}"
+            )
+        sampler = self.interpolation_sampler() if sampler is None else sampler
+        if not isinstance(sampler, samplers.AnnealedLangevinInterpolation):
+            raise ConfigError(
+                f"interpolate runs a zoo.samplers.AnnealedLangevinInterpolation, not {type(sampler).__name__}; "
+                "e.g. model.interpolation_sampler() or AnnealedLangevinInterpolation.v1(model.sigmas, ...)"
+            )
+        k0, k1 = jax.random.split(key)
+        start = jax.random.uniform(k0, (n_pairs, 1, *self.config.shape))
+        x0 = jnp.broadcast_to(start, (n_pairs, n_interpolations, *self.config.shape))
+        return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True).final
 
     # -- evaluation ------------------------------------------------------------------
     def dsm_terms_per_level(self, x: Float[Array, "b h w c"], *, key: PRNGKeyArray) -> Float[Array, "b levels"]:

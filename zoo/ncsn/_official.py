@@ -307,7 +307,7 @@ def infer_config(ckpt: OfficialCheckpoint, overrides: Mapping[str, Any] | NCSNCo
         if yml_levels is not None and yml_levels != num_scales:
             raise ConfigError(f"{ckpt.config_path} says {yml_levels} noise levels, the weights have {num_scales}")
         if _get(yml, "sampling.step_lr") is not None:  # the ncsnv2 runners' sampler settings
-            fields.update(sampling_rule="v1", step_lr=float(_get(yml, "sampling.step_lr")),
+            fields.update(sampling_rule="step-lr", step_lr=float(_get(yml, "sampling.step_lr")),
                           steps_per_level=int(_get(yml, "sampling.n_steps_each")),
                           denoise=bool(_get(yml, "sampling.denoise")))
     if variant != "v1":
@@ -318,10 +318,10 @@ def infer_config(ckpt: OfficialCheckpoint, overrides: Mapping[str, Any] | NCSNCo
     if variant == "v1":
         fields.setdefault("dequantize", True)  # anneal_runner.py always dequantises
         # The NCSN paper's sampler (anneal_runner.py: T = 100, eps = 2e-5, no denoising) for every data set.
-        fields.update({k: v for k, v in (("sampling_rule", "v1"), ("steps_per_level", 100), ("step_lr", 2e-5),
+        fields.update({k: v for k, v in (("sampling_rule", "step-lr"), ("steps_per_level", 100), ("step_lr", 2e-5),
                                          ("denoise", False)) if k not in fields})
     elif "step_lr" not in fields and preset is not None and _same_ladder(preset, fields):
-        fields.update(sampling_rule="v1", steps_per_level=preset.steps_per_level, step_lr=preset.step_lr,
+        fields.update(sampling_rule="step-lr", steps_per_level=preset.steps_per_level, step_lr=preset.step_lr,
                       denoise=preset.denoise)
     fields.update(given)
     if variant != "v1":
@@ -612,7 +612,7 @@ def convert_official(
 
 def sampler_summary(cfg: NCSNConfig) -> str:
     """The sampler settings of a config, in words (for cards)."""
-    rule = ("step size step_lr * (sigma_i / sigma_L)^2" if cfg.sampling_rule == "v1"
+    rule = ("step size step_lr * (sigma_i / sigma_L)^2" if cfg.sampling_rule == "step-lr"
             else "step_lr from NCSNv2's Technique 4")
     return (
         f"annealed Langevin dynamics over {cfg.num_scales} geometric levels (sigma {cfg.sigma_begin:g} -> "

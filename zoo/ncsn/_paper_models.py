@@ -34,7 +34,7 @@ for _name, _data, _variant, _size, _sb, _levels, _steps, _lr, _iters, _batch, _e
     register_preset(Preset(
         name=f"ncsnv2/{_name}",
         config=NCSNConfig(image_size=_size, channels=3, ngf=128, variant=_variant, sigma_begin=_sb, sigma_end=0.01,
-                          num_scales=_levels, dequantize=False, sampling_rule="v1", steps_per_level=_steps,
+                          num_scales=_levels, dequantize=False, sampling_rule="step-lr", steps_per_level=_steps,
                           step_lr=_lr, denoise=True),
         train=TrainConfig(steps=_iters, batch_size=_batch, learning_rate=1e-4, eps=_eps, ema_decay=0.999,
                           log_every=100, checkpoint_every=5000),

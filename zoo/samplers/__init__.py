@@ -3,6 +3,7 @@
 from ._annealed_langevin import (
     AnnealedLangevin as AnnealedLangevin,
     AnnealedLangevinInpainting as AnnealedLangevinInpainting,
+    AnnealedLangevinInterpolation as AnnealedLangevinInterpolation,
     v2_step_size as v2_step_size,
 )
 from ._base import SAMPLERS as SAMPLERS, AbstractSampler as AbstractSampler

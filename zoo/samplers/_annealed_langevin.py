@@ -1,4 +1,4 @@
-"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1), and its inpainting mode.
+"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1), and its inpainting and interpolation modes.
 
 For levels ``i = 0..L-1`` (sigma largest first) and ``T`` steps per level:
 
@@ -10,9 +10,17 @@ score_sde's ``noise_removal``; the original NCSN code has none). The state is ne
 clipped. One `step` is one transition of one chain: `zoo.samplers.run` drives the
 ``num_steps`` transitions as one `lax.scan` (``thin``/``save`` give trajectory snapshots).
 
-Step rules: v1 uses ``T = 100, eps = 2e-5`` (the NCSN paper); v2 (NCSNv2, Technique 4)
-picks ``eps`` for a given ``T`` (5 in the paper) from ``gamma = sigma_1/sigma_2`` and
-``sigma_L`` so that the last level's sample variance matches; see `v2_step_size`.
+``eps`` is the sampler's ``step_lr``: both official codes (``ermongroup/ncsn``,
+``ermongroup/ncsnv2``) run exactly this update with ``step_lr`` from their configs
+(NCSN: ``T = 100, eps = 2e-5``; the NCSNv2 configs: e.g. ``T = 5, eps = 6.2e-6`` on CIFAR-10).
+The constructors: ``AnnealedLangevin(sigmas, steps_per_level=T, step_lr=eps, denoise=...)``
+takes them as given; `v1` is the NCSN paper's setting; `v2` picks ``eps`` for a given ``T``
+by NCSNv2's Technique 4 (from ``gamma = sigma_1/sigma_2`` and ``sigma_L``, so that the last
+level's sample variance matches; see `v2_step_size`).
+
+Modes: `AnnealedLangevin` (sampling), `AnnealedLangevinInpainting` (the NCSN paper's
+inpainting) and `AnnealedLangevinInterpolation` (NCSNv2's interpolation: chains sharing a
+start, their noise interpolated on a quarter circle between two independent draws).
 
 The target is a noise-conditional score ``(x, level_index) -> score`` on one example.
 """
@@ -20,6 +28,7 @@ The target is a noise-conditional score ``(x, level_index) -> score`` on one exa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -50,8 +59,12 @@ def v2_step_size(gamma: float, sigma_end: float, steps_per_level: int) -> float:
     return float(fine[int(np.argmin([f(float(e)) for e in fine]))])
 
 
+def _float_tuple(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(values, np.float64).reshape(-1))
+
+
 class _AnnealedBase(eqx.Module):
-    sigmas: tuple[float, ...] = eqx.field(static=True)
+    sigmas: tuple[float, ...] = eqx.field(static=True, converter=_float_tuple)
     steps_per_level: int = eqx.field(static=True)
     step_lr: float = eqx.field(static=True)
     denoise: bool = eqx.field(static=True)
@@ -65,13 +78,17 @@ class _AnnealedBase(eqx.Module):
 
     @classmethod
     def v1(cls, sigmas, *, steps_per_level: int = 100, step_lr: float = 2e-5, denoise: bool = False):
-        """The NCSN paper's rule: T = 100, eps = 2e-5, no denoising step."""
-        return cls(tuple(float(s) for s in sigmas), steps_per_level, step_lr, denoise)
+        """The NCSN paper's setting by default (T = 100, eps = 2e-5, no denoising step); with
+        `step_lr` and `denoise` given it is the plain constructor (e.g. an NCSNv2 config's
+        ``n_steps_each``, ``step_lr``, ``denoise``: the same update, only the numbers differ)."""
+        return cls(sigmas, steps_per_level, step_lr, denoise)
 
     @classmethod
     def v2(cls, sigmas, *, steps_per_level: int = 5, denoise: bool = True):
-        """NCSNv2's rule: eps from `v2_step_size` with gamma = sigma_1/sigma_2, T = 5, denoising."""
-        s = tuple(float(v) for v in sigmas)
+        """NCSNv2's Technique 4: eps from `v2_step_size` with gamma = sigma_1/sigma_2, T = 5, denoising."""
+        s = _float_tuple(sigmas)
+        if len(s) < 2:
+            raise ValueError(f"Technique 4 needs at least two noise levels (gamma = sigma_1/sigma_2), got {s}")
         return cls(s, steps_per_level, v2_step_size(s[0] / s[1], s[-1], steps_per_level), denoise)
 
     @property
@@ -146,3 +163,47 @@ class AnnealedLangevinInpainting(_AnnealedBase, AbstractSampler[tuple[Int[Array,
         img = mask * fixed + (1 - mask) * img
         return (img, observed, mask), (counter + 1, corrupted), {}
 
+
+
+def _circle_weights(n: int, dtype: Any) -> tuple[Array, Array]:
+    """``(cos, sin)`` of ``n`` angles evenly spaced on ``[0, pi/2]`` (``torch.linspace(0, pi/2, n)``
+    in the official code), in `dtype`."""
+    angles = jnp.linspace(0.0, np.pi / 2.0, n, dtype=dtype)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+@SAMPLERS.register("annealed_langevin_interpolation")
+class AnnealedLangevinInterpolation(_AnnealedBase, AbstractSampler[Int[Array, ""]]):
+    """NCSNv2's interpolation mode (``anneal_Langevin_dynamics_interpolation`` of ``ermongroup/ncsnv2``).
+
+    One chain of the driver is one row of ``K`` images ``x`` of shape ``(K, *example_shape)``
+    that start from the same point (the row's start repeated). Each step draws two independent
+    normal noises ``p`` and ``q`` of one example's shape and moves image ``j`` with the noise
+    ``cos(theta_j) p + sin(theta_j) q``, ``theta_j = j * (pi/2) / (K - 1)`` (``theta = 0`` when
+    ``K = 1``), with the annealed Langevin update of `AnnealedLangevin` (the score evaluated on
+    each image). Image 0 is thus an ordinary annealed Langevin chain driven by ``p``, image
+    ``K - 1`` one driven by ``q`` (up to ``cos(pi/2)`` rounding, ~4e-8 in float32), and every
+    image's noise is standard normal, so each is an exact annealed Langevin chain, the row
+    sweeping between two independent ones. The official function has no denoising step (the
+    ``denoise`` option adds one to every image). The step's key is split into the keys of
+    ``p`` and ``q``, in that order."""
+
+    def init(self, target: NoiseScoreFn, x: Array) -> Int[Array, ""]:
+        del target
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ValueError(f"the state of one row must be (K, *example_shape) with K >= 1, got {x.shape}")
+        return jnp.zeros((), jnp.int32)
+
+    def step(
+        self, target: NoiseScoreFn, x: Array, state: Int[Array, ""], *, key: PRNGKeyArray
+    ) -> tuple[Array, Int[Array, ""], dict[str, Array]]:
+        level, sigma, coef, noise = self._schedule(state, x.dtype)
+        kp, kq = jax.random.split(key)
+        p = jax.random.normal(kp, x.shape[1:], x.dtype)
+        q = jax.random.normal(kq, x.shape[1:], x.dtype)
+        cos, sin = _circle_weights(x.shape[0], x.dtype)
+        expand = (slice(None),) + (None,) * (x.ndim - 1)
+        z = cos[expand] * p[None] + sin[expand] * q[None]
+        s = jax.vmap(target, in_axes=(0, None))(x, level)
+        x = x + coef * s + noise * z
+        return x, state + 1, {}

@@ -6,7 +6,7 @@ level ``sigma`` and sampled with the shared `zoo.samplers.Langevin`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -15,14 +15,14 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import samplers
-from .._model import AbstractPointModel, all_inexact, model_for
+from .._model import AbstractPointModel, AbstractStatelessModel, model_for
 from .._score_matching import ssm_loss
 from .._trainer import AbstractTrainer, GradientTrainer
 from ._config import ToyScoreConfig
 
 
 @model_for(ToyScoreConfig)
-class ToyScore(AbstractPointModel):
+class ToyScore(AbstractPointModel, AbstractStatelessModel):
     """``score(x)``: an estimate of grad log p(x) at noise level ``config.sigma``."""
 
     config: ToyScoreConfig = eqx.field(static=True)
@@ -35,15 +35,6 @@ class ToyScore(AbstractPointModel):
 
     def score(self, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
         return self.mlp(x)
-
-    def prepare_data(self, dataset: Any) -> np.ndarray:
-        return dataset.x
-
-    def init_state(self, data: PyTree[np.ndarray], *, key: PRNGKeyArray) -> None:
-        return None
-
-    def trainable(self) -> PyTree[bool]:
-        return all_inexact(self)
 
     def _dsm(self, x: Float[Array, "n dim"], key: PRNGKeyArray) -> Float[Array, ""]:
         sigma = self.config.sigma
