@@ -11,10 +11,8 @@ from zoo._conv import Conv2d
 
 CASES = [  # (in, out, kernel, stride, padding, size)
     (1, 4, 3, 1, 1, 9),
-    (3, 5, 3, 2, 1, 9),
     (3, 5, 3, 2, 1, 8),
     (2, 3, 1, 2, 0, 7),
-    (2, 3, 3, 1, 0, 6),
     (4, 2, 5, 3, 2, 11),
 ]
 
@@ -48,9 +46,10 @@ def test_same_leaves_as_equinox():
 
 
 def test_input_gradient_in_a_loop_is_a_canonical_convolution():
-    """The root cause of the slow GWG chains: inside a while loop XLA:CPU folded the kernel
-    transpose of the input-gradient convolution into its dimension labels (``01oi``), off
-    the fast path. Ours keeps every convolution in the loop at ``01io`` (NHWC/HWIO)."""
+    """The root cause of the slow GWG chains: XLA:CPU canonicalises convolutions only in the
+    entry computation, so inside a while loop equinox's NCHW convolutions (``bf01``) and the
+    input-gradient convolution (kernel ``01oi``) stay off the fast path. Every convolution in
+    our loop is NHWC/HWIO/NHWC (``b01f_01io->b01f``)."""
     conv = Conv2d(4, 8, 3, stride=2, padding=1, key=jax.random.key(0))
     grad = jax.grad(lambda x: jnp.sum(jax.nn.silu(conv(x))))
 
@@ -61,4 +60,5 @@ def test_input_gradient_in_a_loop_is_a_canonical_convolution():
     hlo = chain.lower(jnp.ones((2, 4, 12, 12))).compile().as_text()
     convs = [line for line in hlo.splitlines() if " convolution(" in line]
     assert convs
-    assert not [c for c in convs if "_01oi->" in c], convs
+    labels = {c.split("dim_labels=")[1].split(",")[0] for c in convs}
+    assert labels == {"b01f_01io->b01f"}, labels
