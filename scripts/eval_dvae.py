@@ -118,10 +118,10 @@ the official code.
 All rows: `{command}`.
 
 Training: {steps} steps, batch {training.get('train_config', {}).get('batch_size', '?')}, Adam lr
-{training.get('train_config', {}).get('learning_rate', '?')} (eps 1e-7), no EMA, on {training.get('hardware', '?')}
-(a CPU shared with ~6 other jobs; {training.get('wall_time_s_total', training.get('wall_time_s', '?'))} s of
-training). The official code trains for 10^6 steps; this checkpoint is far from converged, so its numbers are
-not comparable to the paper's tables. Command: `{training.get('command', '?')}`{_now(name, training)}
+{training.get('train_config', {}).get('learning_rate', '?')} (eps 1e-7), no EMA, on {training.get('hardware', '?')},
+{_wall(training)}. The official code trains for 10^6 steps; this checkpoint has
+{_fraction(steps)} of them, so its numbers are not the paper's (the paper's own figures are not repeated here: no
+verified copy of its tables was at hand). Command: `{training.get('command', '?')}`{_now(name, training)}
 (re-run it to resume from `runs/`; a larger `--steps` continues training).
 
 ![samples]({name}.png) ![reconstructions]({name}-recon.png)
@@ -135,6 +135,18 @@ reconstructions, twice. Both: `{command}`.
         zoo.annotate(path, metrics=metrics, card_body=body)
     print(f"[eval_dvae] wrote {png}, {recon_png}, {cards / f'{name}.md'}", flush=True)
     return 0
+
+
+def _wall(training: dict) -> str:
+    total = training.get("wall_time_s_total", training.get("wall_time_s"))
+    if not isinstance(total, (int, float)):
+        return "wall time not recorded"
+    how = "estimated from the logged step rates" if training.get("wall_time_estimated") else "recorded by the driver"
+    return f"{total / 3600:.2f} h of training over all resumed runs ({how}; the CPU was shared with other jobs)"
+
+
+def _fraction(steps) -> str:
+    return f"{steps / 1e6:.1%}" if isinstance(steps, int) else "an unknown fraction"
 
 
 def _settings(model, iw_samples: int, variance_replicates: int):

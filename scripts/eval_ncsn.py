@@ -134,7 +134,8 @@ def _now(tr: dict) -> str:
 
     t, e = options(train), options(export)
     now_train = f"zoo train {t['preset']} --workdir {t['workdir']} --steps {t['steps']}"
-    sets = "".join(f" --set {item}" for item in e.get("sampler", "").split(",") if item)
+    renamed = {f"sampling_rule={a}": f"sampling_rule={b}" for a, b in zoo.ncsn.SAMPLING_RULE_ALIASES.items()}
+    sets = "".join(f" --set {renamed.get(item, item)}" for item in e.get("sampler", "").split(",") if item)
     now_export = f"zoo train {e['preset']} --workdir {e['workdir']} --export {e['export']} --name {e['name']}{sets}"
     return (f" Equivalent now: training `{now_train}` (the same recipe with other PRNG keys, so not the same"
             f" weights); export `{now_export}` (the same checkpoint from the same workdir).")

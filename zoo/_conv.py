@@ -15,9 +15,9 @@ So every convolution here is written in the canonical form, and `conv2d` has a c
 computes the input gradient from an explicitly flipped and transposed kernel held behind
 `jax.lax.optimization_barrier`, so XLA cannot fold the transpose back: the same numbers, on
 the fast path in loops and out (the fix that belongs upstream: let the pass visit every
-computation). The weight gradient is
-autodiff's. `Conv2d` is a drop-in for `equinox.nn.Conv2d` (same array leaves ``weight``
-(O, I, kh, kw) and ``bias`` (O, 1, 1), so checkpoints load either way) on one example (C, H, W).
+computation). The weight gradient is autodiff's. `Conv2d` is a drop-in for `equinox.nn.Conv2d`
+(same array leaves ``weight`` (O, I, kh, kw) and ``bias`` (O, 1, 1), so checkpoints load either
+way) on one example (C, H, W).
 """
 
 from __future__ import annotations

@@ -9,27 +9,11 @@ One subcommand per source format; each writes a normal zoo checkpoint folder (co
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-from typing import Any
-
-
-def _settings(pairs: list[str]) -> dict[str, Any]:
-    from ._errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        k, sep, v = pair.partition("=")
-        if not sep or not k.strip():
-            raise ConfigError(f"--set takes KEY=VALUE (a config field and its value), got {pair!r}")
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 def _cmd_ncsn_official(args: argparse.Namespace) -> int:
+    from ._cli import _overrides  # the --set parser `zoo train` / `zoo sample` use
     from .ncsn import convert_official
 
     words = ["zoo", "convert", "ncsn-official", args.path, "--out", args.out]
@@ -37,7 +21,7 @@ def _cmd_ncsn_official(args: argparse.Namespace) -> int:
     words += [w for pair in args.set for w in ("--set", pair)]
     command = " ".join(shlex.quote(str(w)) for w in words)
     path = convert_official(
-        args.path, args.out, name=args.name, weights=args.weights, config=_settings(args.set) or None,
+        args.path, args.out, name=args.name, weights=args.weights, config=_overrides(args.set) or None,
         overwrite=args.overwrite, command=command,
     )
     print(path)

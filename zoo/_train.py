@@ -5,7 +5,7 @@ auxiliary state, optional EMA), data-parallel over every local device through `j
 (batch sharded over a ``data`` mesh axis, parameters replicated), multi-host through
 `jax.distributed`. Periodic Orbax checkpoints of the full training state (through the one
 leaf codec, `zoo._leaves`) make a run resumable: a run resumed from its last checkpoint sees
-exactly the batches (`zoo.data` `batch_indices`) and PRNG keys an uninterrupted run would, so
+exactly the batches (`zoo.data._batching.batch_indices`) and PRNG keys an uninterrupted run would, so
 both end with the same weights. The checkpoints also carry the training seconds so far, so a
 workdir's wall time adds up across resumes.
 """

@@ -19,7 +19,7 @@ NCSNv2's unconditional norms and output / sigma, not the NCSNv2 network.
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
 from . import _paper_models as _paper_models  # the NCSNv2 presets and the authors' published models
-from ._config import NCSNConfig as NCSNConfig
+from ._config import SAMPLING_RULE_ALIASES as SAMPLING_RULE_ALIASES, NCSNConfig as NCSNConfig
 from ._loss import dsm_loss as dsm_loss, dsm_terms as dsm_terms
 from ._model import NCSN as NCSN, dequantize as dequantize
 from ._ncsnv2 import (
@@ -74,7 +74,7 @@ register_preset(Preset(
                       checkpoint_every=100, keep_checkpoints=2),
     dataset="mnist",
     tags=_TAGS,
-    summary="CPU-size NCSN on MNIST: ngf 16, v2 conditioning (output / sigma) + EMA, 10 levels 1 -> 0.01",
+    summary="CPU-size NCSN on MNIST: ngf 16, v1-unconditional (output / sigma) + EMA, 10 levels 1 -> 0.01",
 ))
 register_preset(Preset(
     name="ncsn/cifar10",
@@ -84,7 +84,7 @@ register_preset(Preset(
                       checkpoint_every=100, keep_checkpoints=2),
     dataset="cifar10",
     tags=_TAGS,
-    summary="CPU-size NCSN on CIFAR-10 (JPEG set): ngf 16, v2 conditioning + EMA; far below the paper's model",
+    summary="CPU-size NCSN on CIFAR-10 (JPEG set): ngf 16, v1-unconditional + EMA; far below the paper's model",
 ))
 
 register_model(ModelEntry(
