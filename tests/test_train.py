@@ -199,3 +199,19 @@ def test_wall_time_of_a_workdir_without_a_record_is_estimated_from_the_log(data,
     resumed = zoo.train(model, data, TRAIN.replace(steps=6), key=jax.random.key(1), workdir=tmp_path)
     assert resumed.info["wall_time_estimated"] is True
     assert resumed.info["wall_time_s"] == pytest.approx(estimate + resumed.info["wall_time_s_this_run"], abs=0.11)
+
+
+def test_optimizer_passed_as_an_object(getkey):
+    """An optax object replaces the named optimiser; the config's EMA is still appended."""
+    model = ToyScoreConfig(width=8, depth=1).build(key=getkey())
+    data = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+    cfg = zoo.TrainConfig(steps=3, batch_size=16, ema_decay=0.5, log_every=1)
+
+    def arrays(m):
+        return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(m, eqx.is_array))]
+
+    frozen = zoo.fit(model, data, cfg, key=getkey(), progress=False, optimizer=optax.sgd(0.0))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays(model), arrays(frozen.model)))
+    assert frozen.ema is not None
+    moved = zoo.fit(model, data, cfg, key=getkey(), progress=False, optimizer=optax.sgd(0.1))
+    assert not all(np.array_equal(a, b) for a, b in zip(arrays(model), arrays(moved.model)))

@@ -33,7 +33,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 from . import _leaves
 from ._errors import CheckpointError, ConfigError
 from ._model import AbstractModel
-from ._optim import get_ema, get_optimizer, make_optimizer, set_ema
+from ._optim import ema_params, get_ema, get_optimizer, make_optimizer, set_ema
 from ._progress import tqdm_bar
 from .data._batching import batch_indices
 
@@ -130,10 +130,17 @@ def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
     return jax.tree.map(lambda x: jax.device_put(jnp.copy(x), sharding) if eqx.is_array(x) else x, tree)
 
 
+def _optimizer(config: TrainConfig, optimizer: optax.GradientTransformation | None) -> optax.GradientTransformation:
+    """`optimizer` (an optax object) followed by the config's EMA, or the config's own chain."""
+    if optimizer is None:
+        return make_optimizer(config)
+    return optax.chain(optimizer, ema_params(config.ema_decay)) if config.ema_decay is not None else optimizer
+
+
 @functools.lru_cache(maxsize=16)
-def _make_step(config: TrainConfig) -> Callable:
-    # Cached on the (hashable) config so repeated `fit` calls reuse the compiled step.
-    optimizer = make_optimizer(config)
+def _make_step(config: TrainConfig, optimizer: optax.GradientTransformation | None) -> Callable:
+    # Cached on the (hashable) config and optimiser so repeated `fit` calls reuse the compiled step.
+    optimizer = _optimizer(config, optimizer)
 
     @eqx.filter_jit(donate="all-except-first")
     def step(key, model, opt_state, state, batch):
@@ -202,6 +209,7 @@ def fit(
     mesh: Mesh | None = None,
     progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    optimizer: optax.GradientTransformation | None = None,
 ) -> TrainResult:
     """Train `model` on `data` (a pytree of arrays with a shared leading axis).
 
@@ -218,6 +226,8 @@ def fit(
     - `mesh`: device mesh with a ``data`` axis (default: all devices).
     - `progress`: progress bar (default: when stderr is a terminal).
     - `callback`: called as ``callback(step, metrics)`` at every log step.
+    - `optimizer`: an optax transformation to use instead of the one ``config`` names
+      (``config.ema_decay`` still appends the EMA); a resumed run must pass the same one.
     """
     t_start = time.perf_counter()
     n = _num_examples(data)
@@ -231,12 +241,12 @@ def fit(
         )
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
-    optimizer = make_optimizer(config)
+    opt = _optimizer(config, optimizer)
     key_state, key_steps = jax.random.split(key)
 
     model = _place(model, replicated)
     params = eqx.filter(model, model.trainable())
-    opt_state = optimizer.init(params)
+    opt_state = opt.init(params)
     if ema is not None and config.ema_decay is not None:
         opt_state = set_ema(opt_state, eqx.filter(ema, ema.trainable()))
     opt_state = _place(opt_state, replicated)
@@ -260,7 +270,7 @@ def fit(
             earlier_s, estimated = _earlier_wall_time(meta, workdir, latest)
         log_file = open(workdir / "metrics.jsonl", "a")
 
-    step_fn = _make_step(config)
+    step_fn = _make_step(config, optimizer)
     bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
     sums: dict[str, Any] = {}
     count = 0
