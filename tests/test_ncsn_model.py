@@ -18,8 +18,8 @@ def _blobs(n, size=12, seed=0):
 
 
 def test_tiny_training_lowers_loss(getkey, tmp_path):
-    cfg = NCSNConfig(image_size=12, ngf=4, variant="v2", num_scales=4, steps_per_level=2, sampling_rule="v2",
-                     denoise=True)
+    cfg = NCSNConfig(image_size=12, ngf=4, variant="v1-unconditional", num_scales=4, steps_per_level=2,
+                     sampling_rule="technique4", denoise=True)
     model = cfg.build(key=getkey())
     data = _blobs(256)
     probe = jnp.asarray(data[:64])
@@ -35,8 +35,8 @@ def test_tiny_training_lowers_loss(getkey, tmp_path):
 
 @pytest.mark.slow
 def test_save_load_sample_inpaint(getkey, tmp_path):
-    cfg = NCSNConfig(image_size=12, ngf=4, variant="v2", num_scales=4, steps_per_level=2, sampling_rule="v2",
-                     denoise=True)
+    cfg = NCSNConfig(image_size=12, ngf=4, variant="v1-unconditional", num_scales=4, steps_per_level=2,
+                     sampling_rule="technique4", denoise=True)
     data = _blobs(64)
     probe = jnp.asarray(data[:3])
     tc = zoo.TrainConfig(steps=4, batch_size=16, learning_rate=3e-3, ema_decay=0.9, log_every=2)
@@ -85,7 +85,7 @@ def test_sigma_rules():
 
 def test_sampler_settings_keep_weights(getkey):
     model = NCSNConfig(image_size=8, ngf=2, num_scales=3, steps_per_level=1).build(key=getkey())
-    other = zoo.replace_config(model, steps_per_level=7, sampling_rule="v2", denoise=True)
+    other = zoo.replace_config(model, steps_per_level=7, sampling_rule="technique4", denoise=True)
     assert other.config.steps_per_level == 7 and other.default_sampler().num_steps == 22
     assert other.default_sampler().step_lr != model.default_sampler().step_lr
     np.testing.assert_array_equal(np.asarray(other.net.end.weight), np.asarray(model.net.end.weight))
