@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+from discrete_targets import quadratic
 
 from zoo import samplers
 from zoo.ebm import IsingTarget
@@ -48,14 +49,6 @@ def _potts(d, k, key, scale=1.0):
     W = (a + a.transpose(1, 0, 3, 2)) / 2 * (1 - jnp.eye(d))[:, :, None, None]
     b = scale * jax.random.normal(k2, (d, k))
     return lambda x: 0.5 * jnp.einsum("ik,ijkl,jl->", x, W, x) + jnp.sum(b * x)
-
-
-def _quadratic(d, key, scale=1.0):
-    k1, k2 = jax.random.split(key)
-    a = scale * jax.random.normal(k1, (d, d))
-    J = (a + a.T) / 2
-    b = scale * jax.random.normal(k2, (d,))
-    return lambda x: x @ J @ x + b @ x
 
 
 def _pi(target, xs):
@@ -290,7 +283,7 @@ def test_categorical_uniform_mh_asymmetric_proposal_fails(getkey):
 @pytest.mark.parametrize("binary", [False, True], ids=["onehot", "binary"])
 def test_dmala_exact(binary, getkey):
     d, k = (4, 2) if binary else (D, K)
-    target = _quadratic(d, getkey()) if binary else _potts(d, k, getkey())
+    target = quadratic(d, getkey()) if binary else _potts(d, k, getkey())
     xs = _states(d, k, binary)
     _check_exact(_dmala_matrix(samplers.DMALA(step_size=0.5), target, xs, k), _pi(target, xs))
 
@@ -317,7 +310,7 @@ def test_dmala_without_reverse_term_fails(getkey):
 )
 def test_block_samplers_exact(sampler, binary, getkey):
     d, k = (4, 2) if binary else (D, K)
-    target = _quadratic(d, getkey()) if binary else _potts(d, k, getkey())
+    target = quadratic(d, getkey()) if binary else _potts(d, k, getkey())
     xs = _states(d, k, binary)
     _check_exact(_block_matrix(sampler, target, xs, k), _pi(target, xs))
 
@@ -406,7 +399,7 @@ def _gwg_matrix_binary(sampler, target, xs):
 
 def test_dmala_with_two_values_is_binary_dmala(getkey):
     d = 4
-    f = _quadratic(d, getkey())
+    f = quadratic(d, getkey())
     sampler = samplers.DMALA(step_size=0.5)
     Pb = _dmala_matrix(sampler, f, _states(d, 2, binary=True), 2)
     Pc = _dmala_matrix(sampler, lambda x: f(x[:, 1]), _states(d, 2), 2)
@@ -434,7 +427,7 @@ def test_empirical_frequencies(sampler, binary, getkey):
     """3000 independent chains, 60 steps from one fixed start: the final states are i.i.d.
     draws whose histogram passes a chi-square test (and rejects a wrong law)."""
     d, k = (4, 2) if binary else (D, K)
-    target = _quadratic(d, getkey(), 0.7) if binary else _potts(d, k, getkey(), 0.7)
+    target = quadratic(d, getkey(), 0.7) if binary else _potts(d, k, getkey(), 0.7)
     xs = _states(d, k, binary)
     pi = _pi(target, xs)
     x0 = jnp.broadcast_to(jnp.asarray(xs[0]), (3000,) + xs[0].shape)

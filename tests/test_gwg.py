@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from discrete_targets import quadratic
 
 from zoo import samplers
 from zoo.ebm import IsingTarget, RBMTarget
@@ -25,14 +26,6 @@ def _states(d):
 
 def _index(x):
     return int(np.sum(np.asarray(x).astype(int) << np.arange(len(x))))
-
-
-def _quadratic(d, key, scale=1.0):
-    k1, k2 = jax.random.split(key)
-    a = scale * jax.random.normal(k1, (d, d))
-    J = (a + a.T) / 2
-    b = scale * jax.random.normal(k2, (d,))
-    return lambda x: x @ J @ x + b @ x
 
 
 def _rbm(d, h, key, scale=1.0):
@@ -106,7 +99,7 @@ def _check_exact(P, pi):
 def test_gwg_exact_stationary(num_flips, kind, getkey):
     d = 4 if num_flips < 3 else 3
     if kind == "quadratic":
-        target = _quadratic(d, getkey())
+        target = quadratic(d, getkey())
     elif kind == "rbm":
         target = _rbm(d, 3, getkey())
     else:
@@ -126,7 +119,7 @@ def test_gwg_wrong_correction_fails(getkey):
             return log_alpha - jnp.sum(s.log_q[idx]) + jnp.sum(state.log_q[idx]), x_new, s
 
     d = 4
-    target = _quadratic(d, getkey())
+    target = quadratic(d, getkey())
     P = _gwg_matrix(NoReverse(), target, d)
     with pytest.raises(AssertionError):
         _check_exact(P, _pi(target, d))
@@ -134,7 +127,7 @@ def test_gwg_wrong_correction_fails(getkey):
 
 def test_gwg_proposal_is_softmax_of_half_gradient_difference(getkey):
     d = 5
-    f = _quadratic(d, getkey())
+    f = quadratic(d, getkey())
     x = jnp.asarray([1.0, 0.0, 0.0, 1.0, 1.0])
     state = samplers.GWG().init(f, x)
     g = jax.grad(f)(x)
@@ -155,7 +148,7 @@ def test_random_scan_gibbs_exact(getkey):
 
 def test_uniform_mh_exact(getkey):
     d = 5
-    target = _quadratic(d, getkey())
+    target = quadratic(d, getkey())
     sampler = samplers.UniformMH()
 
     def flip_prob(x, j):
@@ -214,7 +207,7 @@ def test_empirical_frequencies(sampler, getkey):
 def test_long_single_chain_time_average(getkey):
     """One long GWG chain: its time-averaged state frequencies converge to the target."""
     d = 4
-    target = _quadratic(d, getkey(), scale=0.7)
+    target = quadratic(d, getkey(), scale=0.7)
     pi = _pi(target, d)
     res = jax.jit(lambda k: samplers.run(samplers.GWG(), target, jnp.zeros(d), num_steps=100_000, key=k,
                                          burn_in=100, thin=1, save=True))(getkey())
@@ -226,7 +219,7 @@ def test_long_single_chain_time_average(getkey):
 
 
 def test_driver_stats_and_errors(getkey):
-    target = _quadratic(5, getkey())
+    target = quadratic(5, getkey())
     res = samplers.run(samplers.GWG(), target, jnp.zeros((7, 5)), num_steps=20, key=getkey(), batched=True,
                        thin=5, save=True)
     assert res.samples.shape == (4, 7, 5) and res.info["hops"].shape == (7,)

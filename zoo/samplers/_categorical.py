@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ._base import SAMPLERS, AbstractSampler
-from ._gwg import AbstractBinaryTarget, LogDensity, first_occurrence, sample_indices
+from ._gwg import AbstractBinaryTarget, LogDensity, first_occurrence, gwg_mh_step
 from ._target import AbstractCategoricalTarget, AbstractDiscreteTarget, OneHot
 
 
@@ -149,14 +149,9 @@ class CategoricalGWG(AbstractSampler[CategoricalGWGState]):
     def step(
         self, target: Any, x: OneHot, state: CategoricalGWGState, *, key: PRNGKeyArray
     ) -> tuple[OneHot, CategoricalGWGState, dict[str, Array]]:
-        u = jax.random.uniform(key, (self.num_changes + 1,), dtype=state.log_q.dtype)
-        flat = sample_indices(state.log_q, u[:-1])
-        log_alpha, x_new, state_new = self.propose(target, x, state, flat)
-        log_alpha = jnp.minimum(log_alpha, 0.0)
-        accept = jnp.log(u[-1]) < log_alpha
-        x_out, state_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), (x_new, state_new), (x, state))
-        hops = jnp.sum(jnp.abs(x_out - x)) / 2
-        return x_out, state_out, {"accept_prob": jnp.exp(log_alpha), "hops": hops}
+        propose = lambda flat: self.propose(target, x, state, flat)
+        x_out, state_out, accept_prob = gwg_mh_step(propose, state.log_q, x, state, self.num_changes, key=key)
+        return x_out, state_out, {"accept_prob": accept_prob, "hops": jnp.sum(jnp.abs(x_out - x)) / 2}
 
 
 @SAMPLERS.register("categorical_gibbs")

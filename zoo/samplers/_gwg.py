@@ -136,6 +136,21 @@ def sample_indices(log_q: Binary, u: Float[Array, " n"]) -> Int[Array, " n"]:
     return jnp.minimum(blk * b + j, d - 1)
 
 
+def gwg_mh_step(
+    propose: Any, log_q: Float[Array, " n"], x: PyTree, state: PyTree, num_changes: int, *, key: PRNGKeyArray
+) -> tuple[PyTree, PyTree, Float[Array, ""]]:
+    """One Metropolis-Hastings step of a Gibbs-with-Gradients proposal, for any state kind:
+    draw `num_changes` indices from ``softmax(log_q)``, ``propose(indices) -> (log alpha, x',
+    state')``, accept with probability ``min(1, exp(log alpha))``. Returns the new state and
+    the acceptance probability."""
+    u = jax.random.uniform(key, (num_changes + 1,), dtype=log_q.dtype)
+    log_alpha, x_new, state_new = propose(sample_indices(log_q, u[:-1]))
+    log_alpha = jnp.minimum(log_alpha, 0.0)
+    accept = jnp.log(u[-1]) < log_alpha
+    x_out, state_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), (x_new, state_new), (x, state))
+    return x_out, state_out, jnp.exp(log_alpha)
+
+
 @SAMPLERS.register("gwg")
 class GWG(AbstractSampler[GWGState]):
     """Gibbs-with-Gradients for one chain on {0,1}^D.
@@ -178,11 +193,6 @@ class GWG(AbstractSampler[GWGState]):
     def step(
         self, target: Any, x: Binary, state: GWGState, *, key: PRNGKeyArray
     ) -> tuple[Binary, GWGState, dict[str, Array]]:
-        u = jax.random.uniform(key, (self.num_flips + 1,), dtype=state.log_q.dtype)
-        idx = sample_indices(state.log_q, u[:-1])
-        log_alpha, x_new, state_new = self.propose(target, x, state, idx)
-        log_alpha = jnp.minimum(log_alpha, 0.0)
-        accept = jnp.log(u[-1]) < log_alpha
-        x_out, state_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), (x_new, state_new), (x, state))
-        hops = jnp.sum(jnp.abs(x_out - x))
-        return x_out, state_out, {"accept_prob": jnp.exp(log_alpha), "hops": hops}
+        propose = lambda idx: self.propose(target, x, state, idx)
+        x_out, state_out, accept_prob = gwg_mh_step(propose, state.log_q, x, state, self.num_flips, key=key)
+        return x_out, state_out, {"accept_prob": accept_prob, "hops": jnp.sum(jnp.abs(x_out - x))}
