@@ -107,6 +107,20 @@ def import_official_gwg(path: str, threads: int):
     return (torch, official_rbm, official_samplers), None
 
 
+def make_sampler(name: str) -> samplers.AbstractSampler:
+    """A sampler from its `--samplers` name."""
+    fixed = {"gwg": samplers.GWG(), "gibbs": samplers.RandomScanGibbs(), "uniform_mh": samplers.UniformMH(),
+             "block_gibbs": samplers.BlockGibbs()}
+    head, _, arg = name.partition("-")
+    if name in fixed:
+        return fixed[name]
+    if head == "gwg" and arg.isdigit():
+        return samplers.GWG(num_flips=int(arg))
+    if head == "pas" and arg.lstrip("r").isdigit():
+        return samplers.PathAuxiliary(path_length=int(arg.lstrip("r")), random_length=arg.startswith("r"))
+    raise SystemExit(f"unknown sampler {name!r}: use gwg, gwg-N, gibbs, uniform_mh, block_gibbs, pas-L or pas-rL")
+
+
 def interleaved_medians(fns: dict, repeats: int) -> dict:
     """``{name: median steps/s}`` of ``fns = {name: (run, steps)}`` or ``{name: (run, steps, setup)}``: each round
     runs every ``run()`` once, in turn (so a change of machine load hits all of them alike), after its untimed
@@ -174,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth-steps", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--samplers", default="gwg,gibbs,uniform_mh,block_gibbs",
+                   help="comma-separated: gwg, gwg-N (N flips), gibbs, uniform_mh, block_gibbs, pas-L (path auxiliary, "
+                   "L changes per path), pas-rL (path auxiliary, lengths uniform in 1..2L-1)")
     p.add_argument("--timing-only", action="store_true", help="skip ground truth, ESS and MMD")
     p.add_argument("--official", default=None, help="a checkout of wgrathwohl/GWG_release to time side by side")
     p.add_argument("--official-steps", type=int, default=100, help="official sampler steps per timing round")
@@ -237,12 +254,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
     proj = jax.random.normal(k_proj, (d,))
 
-    runs = {
-        "gwg": samplers.GWG(),
-        "gibbs": samplers.RandomScanGibbs(),
-        "uniform_mh": samplers.UniformMH(),
-        "block_gibbs": samplers.BlockGibbs(),
-    }
+    runs = {name: make_sampler(name) for name in args.samplers.split(",")}
     results: dict = {"matmul_roof_steps_per_s": roof_per_s, "official": official_note,
                      "load_average_start": os.getloadavg()}
     for name, sampler in runs.items():
@@ -298,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(of {len(xs)} saved)  ESS/s {row['ess_per_s']:8.1f}  MMD " +
               ", ".join(f"{k}: {v:.2e}" for k, v in mmds.items()) + f"  (stationary start: {mmd_stationary:.1e})",
               flush=True)
-    g, gb = results["gwg"], results["gibbs"]
-    if not args.timing_only:
+    if not args.timing_only and "gwg" in results and "gibbs" in results:
+        g, gb = results["gwg"], results["gibbs"]
         print(f"GWG vs random-scan Gibbs (this run): {g['steps_per_s'] / gb['steps_per_s']:.2f}x steps/s, "
               f"{g['ess_per_s'] / max(gb['ess_per_s'], 1e-12):.2f}x ESS/s")
     if not official_steps:

@@ -95,6 +95,51 @@ def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path):
         model.loss(jnp.zeros((2, 10)), result.state, key=getkey())
 
 
+def test_resnet_ebm_with_rbm_term(getkey, tmp_path):
+    """With ``rbm_hidden > 0``: f = net + RBM free energy; a warm start copies a trained RBM and
+    (zero head) reproduces its log-density exactly; the buffer starts from RBM block-Gibbs draws;
+    bad combinations are ConfigErrors naming the fix."""
+    with pytest.raises(zoo.ConfigError, match="base_dist=False"):
+        ResNetEBMConfig(rbm_hidden=5)
+    with pytest.raises(zoo.ConfigError, match="rbm_hidden > 0"):
+        ResNetEBMConfig(buffer_init_sweeps=3)
+    data = _binary_data(32, (8, 8, 1), getkey())
+    rbm = RBMConfig(visible=64, hidden=6, image_shape=(8, 8, 1), init_std=0.5).build(key=getkey()).with_base(data)
+    rbm = eqx.tree_at(lambda m: m.c, rbm, jax.random.normal(getkey(), (6,)))
+    cfg = ResNetEBMConfig(channels=4, num_blocks=0, image_size=8, base_dist=False, rbm_hidden=6,
+                          buffer_init_sweeps=2, sampling_steps=1, buffer_size=16, l2=0.1, sample_steps=2,
+                          ais_steps=2, ais_chains=4)
+    fresh = cfg.build(key=getkey())
+    model = fresh.warm_start(rbm)
+    x = jnp.asarray(data.reshape(32, -1))
+    np.testing.assert_allclose(jax.vmap(model.log_prob)(x), jax.vmap(rbm.log_prob)(x), rtol=1e-6)
+    np.testing.assert_array_equal(model.base_logits, rbm.base_logits)
+    # with a nonzero head the network term adds to the RBM's
+    net = eqx.tree_at(lambda m: m.head.bias, model, jnp.ones(()))
+    np.testing.assert_allclose(jax.vmap(net.net)(x), 1.0)
+    np.testing.assert_allclose(jax.vmap(net.log_prob)(x), jax.vmap(rbm.log_prob)(x) + 1, rtol=1e-5)
+    with pytest.raises(zoo.ConfigError, match="rbm_hidden=6"):
+        ResNetEBMConfig(image_size=8, base_dist=False, rbm_hidden=5).build(key=getkey()).warm_start(rbm)
+    with pytest.raises(zoo.ConfigError, match="from a zoo RBM"):
+        ResNetEBMConfig(image_size=8).build(key=getkey()).warm_start(rbm)
+    state = model.init_state(data, key=getkey())
+    assert state.buffer.shape == (16, 64) and set(np.unique(np.asarray(state.buffer))) <= {0.0, 1.0}
+    assert isinstance(model.default_sampler(), zoo.samplers.GWG)
+    with pytest.raises(zoo.ConfigError, match="rbm_hidden > 0"):
+        ResNetEBMConfig(gibbs_mh_steps=2)
+    # PCD with the cycle of block-Gibbs-proposal MH and GWG steps
+    model = zoo.replace_config(model, gibbs_mh_steps=2, gwg_steps_per_cycle=1)
+    assert isinstance(model.default_sampler(), zoo.samplers.Cycle)
+    tc = zoo.TrainConfig(steps=2, batch_size=8, learning_rate=1e-2, log_every=1)
+    result = zoo.train(model, data, tc, key=getkey(), progress=False)
+    assert "sampler_0_accept_prob" in result.history[-1]
+    assert not np.allclose(result.model.rbm.W, model.rbm.W)  # the RBM term trains
+    np.testing.assert_array_equal(result.model.base_logits, model.base_logits)  # the base stays
+    path = zoo.save(result.model, tmp_path / "hybrid")
+    loaded = zoo.load(path, weights="raw")
+    np.testing.assert_allclose(jax.vmap(loaded.log_prob)(x), jax.vmap(result.model.log_prob)(x), rtol=1e-6)
+
+
 def test_num_params_counts_what_the_driver_trains(getkey):
     """The frozen base logits are not counted (nor trained: test_rbm_pcd_training_and_checkpoint)."""
     model = RBMConfig(visible=6, hidden=3, image_shape=None).build(key=getkey())

@@ -221,8 +221,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ema = None
     if args.init_from:
         bundle = load_bundle(args.init_from)
-        model, ema = bundle.model, bundle.ema
-        if type(bundle.config) is not type(config):
+        fresh = None if type(bundle.config) is type(config) else config.build(key=_key(args.seed or 0))
+        if fresh is None:
+            model, ema = bundle.model, bundle.ema
+        elif hasattr(fresh, "warm_start"):  # a part of the model from another kind (a ResNet EBM's RBM term)
+            model = fresh.warm_start(bundle.ema if bundle.ema is not None else bundle.model)  # the released weights
+        else:
             raise ConfigError(
                 f"{args.init_from} is a {type(bundle.config).__name__}, preset {args.preset} "
                 f"trains a {type(config).__name__}"

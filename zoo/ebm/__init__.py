@@ -11,6 +11,7 @@ from ._ais import (
     ais as ais,
     ais_log_likelihood as ais_log_likelihood,
     bootstrap_std as bootstrap_std,
+    log_likelihood_summary as log_likelihood_summary,
 )
 from ._config import RBMConfig as RBMConfig, ResNetEBMConfig as ResNetEBMConfig
 from ._erdos_renyi import erdos_renyi_coupling as erdos_renyi_coupling, erdos_renyi_ising as erdos_renyi_ising
@@ -36,7 +37,13 @@ from ._potts import (
     lattice_potts as lattice_potts,
     symmetric_couplings as symmetric_couplings,
 )
+from ._raise import (
+    RAISEKernel as RAISEKernel,
+    raise_log_likelihood as raise_log_likelihood,
+    raise_log_prob as raise_log_prob,
+)
 from ._rbm import RBM as RBM, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
+from ._rbm_path import RBMPath as RBMPath, RBMPathAISKernel as RBMPathAISKernel, rbm_path_ais as rbm_path_ais
 from ._resnet import ResNetEBM as ResNetEBM
 from ._structure import (
     PairwiseMRF as PairwiseMRF,
@@ -79,6 +86,21 @@ register_preset(
         tags=("gibbs-with-gradients", "binary"),
         summary="ResNet EBM (16 channels, 4 residual blocks) on static binarized MNIST, PCD with 10 GWG steps per "
         "update, replay buffer 2000 (a CPU-sized version of the paper's resnet-64 / 40 steps / 50k iterations)",
+    )
+)
+register_preset(
+    Preset(
+        name="ebm/resnet-rbm-binarized-mnist",
+        config=ResNetEBMConfig(channels=16, num_blocks=2, base_dist=False, rbm_hidden=500, buffer_init_sweeps=200,
+                               gibbs_mh_steps=3, gwg_steps_per_cycle=3, sampling_steps=2, buffer_size=2000,
+                               reinit_freq=0.0, l2=0.01, sample_steps=1000, ais_steps=20000, ais_chains=100),
+        train=TrainConfig(steps=4000, batch_size=100, learning_rate=2e-4, warmup_steps=200, ema_decay=0.999,
+                          log_every=50, checkpoint_every=250, keep_checkpoints=2),
+        dataset="binarized_mnist",
+        tags=("gibbs-with-gradients", "binary", "rbm"),
+        summary="ResNet EBM (16 channels, 4 residual blocks) times an RBM (500 hidden units, warm-started from "
+        "rbm-mnist) on static binarized MNIST; PCD whose sampler cycles block-Gibbs-proposal MH and GWG steps "
+        "(zoo train ... --init-from rbm-mnist)",
     )
 )
 register_model(

@@ -7,7 +7,8 @@ from ``p0`` with log-weight 0 and, at every step, adds ``(beta_t - beta_{t-1}) (
 log p0(x))`` and then takes one MCMC step leaving ``f_{beta_t}`` invariant. ``log Z`` is
 estimated by the log-mean-exp of the final log-weights (unbiased for ``Z``); the spread
 over chains is reported through the standard deviation of the log-weights and a bootstrap
-standard error of the estimate.
+standard error of the estimate. The same path run backwards from data points is RAISE
+(`_raise.py`), a conservative log-likelihood estimate that needs no log Z.
 """
 
 from __future__ import annotations
@@ -81,13 +82,23 @@ class AISKernel(samplers.AbstractSampler):
         b_prev, b = self.betas[t], self.betas[t + 1]
         at = AnnealedTarget(self.base_logits, target, b)
         logw = logw + (b - b_prev) * (target.log_prob(x, cache[0]) - at.base_log_prob(x))
-        if isinstance(self.sampler, samplers.GWG):  # the proposal at the new temperature
-            inner_state = samplers.GWGState(cache=cache, log_q=self.sampler.proposal_logits(x, at.grad(x, cache)))
-        else:
-            inner_state = cache
-        x, inner_state, info = self.sampler.step(at, x, inner_state, key=key)
-        cache = inner_state.cache if isinstance(self.sampler, samplers.GWG) else inner_state
+        x, cache, info = annealed_step(self.sampler, at, x, cache, key=key)
         return (x, logw), (cache, t + 1), info
+
+
+def annealed_step(
+    sampler: samplers.AbstractSampler, at: AnnealedTarget, x: Float[Array, " D"], cache: Any, *, key: PRNGKeyArray
+) -> tuple[Float[Array, " D"], Any, dict[str, Array]]:
+    """One `sampler` step leaving ``f_beta`` (`at`) invariant, from the annealed target's cache
+    at `x` (valid at every beta); returns the new point, its cache and the step's statistics.
+    GWG's proposal is recomputed at `at`'s temperature."""
+    if isinstance(sampler, samplers.GWG):
+        inner_state = samplers.GWGState(cache=cache, log_q=sampler.proposal_logits(x, at.grad(x, cache)))
+    else:
+        inner_state = cache
+    x, inner_state, info = sampler.step(at, x, inner_state, key=key)
+    cache = inner_state.cache if isinstance(sampler, samplers.GWG) else inner_state
+    return x, cache, info
 
 
 @eqx.filter_jit
@@ -154,14 +165,22 @@ def ais_log_likelihood(
     key: PRNGKeyArray,
     sampler: samplers.AbstractSampler | None = None,
 ) -> dict[str, float]:
-    """AIS log Z, then the mean of ``log_prob(x) - log Z`` over `data` (nats per example).
+    """AIS log Z (`ais`), then the mean of ``log_prob(x) - log Z`` over `data` (nats per
+    example): `log_likelihood_summary` of the result."""
+    result = ais(target, base_logits, num_steps=num_steps, num_chains=num_chains, key=key, sampler=sampler)
+    return log_likelihood_summary(result, data, log_prob, num_steps=num_steps)
+
+
+def log_likelihood_summary(
+    result: AISResult, data: Float[Array, "N D"], log_prob: Callable[[Array], Array], *, num_steps: int
+) -> dict[str, float]:
+    """The held-out figures of an AIS run.
 
     Keys: ``log_z``, ``log_z_bootstrap_std`` (standard error over chains), ``log_w_std``
     (spread of the chains' log-weights), ``log_likelihood``, ``unnormalised_log_prob``,
     ``num_steps``, ``num_chains``. AIS under-estimates log Z in expectation, so the
     log-likelihood is an optimistic (upper) estimate; the paper's numbers share this bias.
     """
-    result = ais(target, base_logits, num_steps=num_steps, num_chains=num_chains, key=key, sampler=sampler)
     lw = np.asarray(result.log_weights)
     lp = mean_log_prob(log_prob, data)
     log_z = float(result.log_z)
@@ -172,5 +191,5 @@ def ais_log_likelihood(
         "log_likelihood": float(lp.mean()) - log_z,
         "unnormalised_log_prob": float(lp.mean()),
         "num_steps": float(num_steps),
-        "num_chains": float(num_chains),
+        "num_chains": float(len(lw)),
     }

@@ -16,6 +16,11 @@ from ..samplers import GWG, SAMPLERS, BlockGibbs, RandomScanGibbs, UniformMH
 BINARY_SAMPLERS = (BlockGibbs, GWG, RandomScanGibbs, UniformMH)
 
 
+def _check_ais_path(path: str) -> None:
+    if path not in ("geometric", "rbm"):
+        raise ConfigError(f"ais_path must be 'geometric' or 'rbm', got {path!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RBMConfig(AbstractConfig):
     """A Bernoulli RBM and its PCD / sampling / AIS settings."""
@@ -37,8 +42,12 @@ class RBMConfig(AbstractConfig):
     sample_steps: int = 1000  # block-Gibbs sweeps for `sample`
     ais_steps: int = 20000
     ais_chains: int = 100
+    # "geometric": from the base to f with GWG transitions (`zoo.ebm.ais`); "rbm": the RBM's own path, scaled joint
+    # energy, annealed block Gibbs (`zoo.ebm.rbm_path_ais`, Salakhutdinov & Murray 2008)
+    ais_path: str = "geometric"
 
     def __post_init__(self) -> None:
+        _check_ais_path(self.ais_path)
         cls = SAMPLERS.get(self.train_sampler)  # a ConfigError naming the samplers for an unknown name
         if not issubclass(cls, BINARY_SAMPLERS):
             raise ConfigError(
@@ -59,6 +68,17 @@ class ResNetEBMConfig(AbstractConfig):
     num_blocks: int = 6  # stride-1 blocks after the two stride-2 blocks (the paper: 6)
     image_size: int = 28
     base_dist: bool = True
+    # > 0: add an RBM term with this many hidden units, ``b.x + sum_j softplus(c_j + x.W[:, j])``, to the energy
+    # (a product of an RBM and the ResNet; warm-started from a trained RBM by `ResNetEBM.warm_start`). The RBM's
+    # visible biases then play the base term's role, so `base_dist` must be False; the data-mean Bernoulli
+    # (``base_logits``) stays the AIS base and the chains' re-initialisation.
+    rbm_hidden: int = 0
+    buffer_init_sweeps: int = 0  # block-Gibbs sweeps of the RBM term over the initial replay buffer (rbm_hidden > 0)
+    # rbm_hidden > 0: each sampler step (PCD and `sample`) is a cycle of `gibbs_mh_steps` Metropolis-Hastings steps
+    # proposing a block-Gibbs sweep of the RBM term (accepted by the network term alone) and `gwg_steps_per_cycle`
+    # GWG steps; 0 gibbs_mh_steps: GWG alone
+    gibbs_mh_steps: int = 0
+    gwg_steps_per_cycle: int = 1
     # PCD
     sampling_steps: int = 40  # GWG steps per parameter update
     num_flips: int = 1
@@ -69,3 +89,23 @@ class ResNetEBMConfig(AbstractConfig):
     sample_steps: int = 2000
     ais_steps: int = 10000
     ais_chains: int = 100
+    # "geometric": from the base to f with GWG transitions (`zoo.ebm.ais`); "rbm" (rbm_hidden > 0): the RBM term's
+    # own path with the network term annealed alongside, block-Gibbs-proposal MH (`zoo.ebm.rbm_path_ais`)
+    ais_path: str = "geometric"
+
+    def __post_init__(self) -> None:
+        _check_ais_path(self.ais_path)
+        if self.ais_path == "rbm" and not self.rbm_hidden:
+            raise ConfigError("ais_path='rbm' anneals the RBM term: it needs rbm_hidden > 0 (else 'geometric')")
+        if self.rbm_hidden < 0:
+            raise ConfigError(f"rbm_hidden must be >= 0 (0: no RBM term), got {self.rbm_hidden}")
+        if self.rbm_hidden and self.base_dist:
+            raise ConfigError(
+                "rbm_hidden > 0 adds an RBM whose visible biases replace the data-mean base term: set base_dist=False"
+            )
+        if self.gibbs_mh_steps and not self.rbm_hidden:
+            raise ConfigError("gibbs_mh_steps proposes block-Gibbs sweeps of the RBM term: it needs rbm_hidden > 0")
+        if self.gwg_steps_per_cycle < 1:
+            raise ConfigError(f"gwg_steps_per_cycle must be >= 1, got {self.gwg_steps_per_cycle}")
+        if self.buffer_init_sweeps and not self.rbm_hidden:
+            raise ConfigError("buffer_init_sweeps runs block Gibbs on the RBM term: it needs rbm_hidden > 0")

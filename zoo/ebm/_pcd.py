@@ -162,19 +162,19 @@ class AbstractPCDModel(AbstractModel):
         """Every inexact array except the frozen ``base_logits``."""
         return eqx.tree_at(lambda m: m.base_logits, all_inexact(self), False)
 
-    def init_state(self, data: Any, *, key: PRNGKeyArray) -> PCDState:
-        return init_buffer(self.base_logits, self.config.buffer_size, key=key)  # pyright: ignore[reportAttributeAccessIssue]
+    @abc.abstractmethod
+    def ais(self, *, num_steps: int, num_chains: int, key: PRNGKeyArray) -> Any:
+        """AIS from the base distribution to this model (an `AISResult`), on the path and with
+        the transitions that ``config.ais_path`` names."""
 
     def evaluate(
         self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
         num_chains: int | None = None,
     ) -> dict[str, float]:
         """AIS from the base distribution: log Z and the mean log-likelihood of `data`."""
-        from ._ais import ais_log_likelihood
+        from ._ais import log_likelihood_summary
 
         c: Any = self.config
-        return ais_log_likelihood(
-            self.target(), self.base_logits, self._flat(data), self.log_prob,
-            num_steps=num_steps or c.ais_steps, num_chains=num_chains or c.ais_chains, sampler=self.ais_sampler(),
-            key=key,
-        )
+        steps = num_steps or c.ais_steps
+        result = self.ais(num_steps=steps, num_chains=num_chains or c.ais_chains, key=key)
+        return log_likelihood_summary(result, self._flat(data), self.log_prob, num_steps=steps)

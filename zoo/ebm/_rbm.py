@@ -8,6 +8,8 @@ one matrix-vector product, so a GWG step costs one ``D x H`` product per chain.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ from .. import samplers
 from .._errors import DataError
 from .._model import model_for
 from ._config import RBMConfig
-from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, pcd_loss
+from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, init_buffer, pcd_loss
 
 
 class RBMTarget(samplers.AbstractBinaryTarget):
@@ -53,13 +55,64 @@ class RBMTarget(samplers.AbstractBinaryTarget):
         return self.log_prob(x, self.init(x))
 
 
-def rbm_log_z_exact(target: RBMTarget) -> Float[Array, ""]:
-    """``log sum_x exp f(x)`` by enumerating the visible units (D <= 20)."""
-    d = target.b.shape[0]
-    if d > 20:
-        raise ValueError(f"exact enumeration over 2^{d} states is too large")
-    xs = ((np.arange(2**d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float32)
-    return jax.scipy.special.logsumexp(jax.vmap(target)(jnp.asarray(xs)))
+def _log_marginal_visible(target: RBMTarget, x: Float[Array, " D"]) -> Float[Array, ""]:
+    return target(x)
+
+
+def _log_marginal_hidden(target: RBMTarget, h: Float[Array, " H"]) -> Float[Array, ""]:
+    """``log sum_x exp(b.x + c.h + x.W h) = c.h + sum_i softplus(b_i + (W h)_i)``."""
+    return h @ target.c + jnp.sum(jax.nn.softplus(target.visible_logits(h)))
+
+
+@eqx.filter_jit
+def _logsumexp_enumerated(target: RBMTarget, side: str, n: int, chunk: int) -> Float[Array, ""]:
+    fn = _log_marginal_hidden if side == "hidden" else _log_marginal_visible
+    bit = jnp.arange(n, dtype=jnp.int32)[None, :]
+
+    def one_chunk(start):
+        idx = start + jnp.arange(chunk, dtype=jnp.int32)[:, None]
+        states = ((idx >> bit) & 1).astype(target.W.dtype)
+        return jax.scipy.special.logsumexp(jax.vmap(lambda s: fn(target, s))(states))
+
+    starts = jnp.arange(0, 2**n, chunk, dtype=jnp.int32)
+    return jax.scipy.special.logsumexp(jax.lax.map(one_chunk, starts))
+
+
+_MAX_UNITS = 20
+
+
+def rbm_log_z_exact(
+    target: RBMTarget, *, over: Literal["auto", "visible", "hidden"] = "auto", chunk_size: int = 2**14
+) -> Float[Array, ""]:
+    """Exact ``log Z = log sum_x exp f(x)`` of an RBM, by enumerating one layer's ``2^n`` states.
+
+    - ``over="visible"``: ``sum_x exp f(x)`` over the ``2^D`` visible states.
+    - ``over="hidden"``: ``sum_h exp(c.h) prod_i (1 + exp(b_i + (W h)_i))`` over the ``2^H``
+      hidden states ("exact in h": any number of visible units).
+    - ``over="auto"`` (default): the smaller layer. The enumerated layer may have at most 20 units.
+
+    Float32 throughout; states are generated and reduced (log-sum-exp) `chunk_size` at a time,
+    so ``2^20`` states need only ``chunk_size x max(D, H)`` floats of memory.
+    """
+    d, h = target.W.shape
+    if over not in ("auto", "visible", "hidden"):
+        raise ValueError(f"over must be 'auto', 'visible' or 'hidden', got {over!r}")
+    side = ("hidden" if h < d else "visible") if over == "auto" else over
+    n = h if side == "hidden" else d
+    if n > _MAX_UNITS:
+        hint = (
+            "pass over='auto' to enumerate the smaller layer"
+            if min(d, h) <= _MAX_UNITS
+            else "estimate log Z with zoo.ebm.ais instead"
+        )
+        raise ValueError(
+            f"exact log Z enumerates 2^{n} {side} states, but at most {_MAX_UNITS} units can be "
+            f"enumerated and this RBM has {d} visible and {h} hidden units: {hint}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk = min(1 << (chunk_size.bit_length() - 1), 2**n)  # a power of two that divides 2^n
+    return _logsumexp_enumerated(target, side, n, chunk)
 
 
 @model_for(RBMConfig)
@@ -87,6 +140,10 @@ class RBM(AbstractPCDModel):
     def fits_base(self) -> bool:
         return True
 
+    def init_state(self, data: object, *, key: PRNGKeyArray) -> PCDState:
+        """The replay buffer: ``config.buffer_size`` draws from the base."""
+        return init_buffer(self.base_logits, self.config.buffer_size, key=key)
+
     def target(self) -> RBMTarget:
         return RBMTarget(self.W, self.b, self.c)
 
@@ -104,6 +161,16 @@ class RBM(AbstractPCDModel):
 
     def ais_sampler(self) -> samplers.GWG:
         return samplers.GWG()
+
+    def ais(self, *, num_steps: int, num_chains: int, key: PRNGKeyArray):
+        """AIS to this RBM: the geometric path with GWG, or (``ais_path="rbm"``) annealed block Gibbs."""
+        from ._ais import ais
+        from ._rbm_path import rbm_path_ais
+
+        if self.config.ais_path == "rbm":
+            return rbm_path_ais(self.target(), self.base_logits, num_steps=num_steps, num_chains=num_chains, key=key)
+        return ais(self.target(), self.base_logits, num_steps=num_steps, num_chains=num_chains, key=key,
+                   sampler=self.ais_sampler())
 
     def _flat(self, batch: Array) -> Float[Array, "B D"]:
         x = jnp.asarray(batch)

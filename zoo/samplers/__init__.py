@@ -34,6 +34,8 @@ from ._hamming_ball import (
 )
 from ._langevin import Langevin as Langevin
 from ._mh import UniformMH as UniformMH
+from ._path_auxiliary import PathAuxiliary as PathAuxiliary, PathAuxiliaryState as PathAuxiliaryState
+from ._product import Cycle as Cycle, FactorBlockGibbsMH as FactorBlockGibbsMH, ProductTarget as ProductTarget
 from ._score import Score as Score, as_score as as_score
 from ._svgd import SVGD as SVGD, SVGDState as SVGDState, svgd_bandwidth as svgd_bandwidth
 from ._target import (
