@@ -1,4 +1,5 @@
-"""Cross-check the zoo's AIS (GWG transitions, data-mean Bernoulli base) two ways, on MNIST-sized models.
+"""Cross-check the zoo's AIS (data-mean Bernoulli base; GWG transitions on the geometric path, or with
+--path rbm the RBM's own annealing path, `zoo.ebm.rbm_path_ais`) two ways, on MNIST-sized models.
 
 (a) Exact log Z. An RBM with 784 visible and --hidden (default 20) hidden units, built from the
     bundled `rbm-mnist`: its --hidden hidden units with the largest weight norms, with its visible
@@ -78,8 +79,12 @@ def exact_check(args: argparse.Namespace, key: jax.Array) -> dict[str, Any]:
     rows = []
     for i, steps in enumerate(args.exact_steps):
         t0 = time.time()
-        res = ebm.ais(target, rbm.base_logits, num_steps=steps, num_chains=args.chains, key=jax.random.fold_in(key, i),
-                      sampler=rbm.ais_sampler())
+        if args.path == "rbm":
+            res = ebm.rbm_path_ais(target, rbm.base_logits, num_steps=steps, num_chains=args.chains,
+                                   key=jax.random.fold_in(key, i))
+        else:
+            res = ebm.ais(target, rbm.base_logits, num_steps=steps, num_chains=args.chains,
+                          key=jax.random.fold_in(key, i), sampler=rbm.ais_sampler())
         log_z = float(res.log_z)
         seconds = time.time() - t0
         se = ebm.bootstrap_std(np.asarray(res.log_weights))
@@ -111,22 +116,38 @@ def sandwich_check(args: argparse.Namespace, key: jax.Array) -> dict[str, Any]:
         raise SystemExit(f"{dataset} test examples have {data.shape[1]} pixels, the model {d}")
     f = np.asarray(jax.jit(jax.vmap(model.log_prob))(jnp.asarray(data)), np.float64)
     sampler = model.ais_sampler()
+    if args.path == "rbm":  # the RBM (term)'s own path: annealed block Gibbs, MH-corrected by the network term
+        rbm_term, rest = (model.target(), None) if isinstance(model, ebm.RBM) else (getattr(model, "rbm", None),
+                                                                                    getattr(model, "net", None))
+        if rbm_term is None:
+            raise SystemExit(f"--path rbm needs an RBM or a model with an RBM term; {args.checkpoint} has none")
     _log(f"(b) {args.checkpoint} ({type(model).__name__}, {args.weights} weights), first {len(data)} {dataset} test "
-         f"images, transition {type(sampler).__name__}")
+         f"images, path {args.path}, transition "
+         + (type(sampler).__name__ if args.path == "geometric" else "block-Gibbs-proposal MH"))
     rows = []
     for i, steps in enumerate(args.sandwich_steps):
         k_ais, k_raise = jax.random.split(jax.random.fold_in(key, 1000 + i))
         t0 = time.time()
-        res = ebm.ais(model.target(), model.base_logits, num_steps=steps, num_chains=args.chains, key=k_ais,
-                      sampler=sampler)
+        if args.path == "rbm":
+            res = ebm.rbm_path_ais(rbm_term, model.base_logits, rest=rest, num_steps=steps, num_chains=args.chains,
+                                   key=k_ais)
+        else:
+            res = ebm.ais(model.target(), model.base_logits, num_steps=steps, num_chains=args.chains, key=k_ais,
+                          sampler=sampler)
         log_z = float(res.log_z)
         t_ais = time.time() - t0
         z_se = ebm.bootstrap_std(np.asarray(res.log_weights))
         ais_lp = f - log_z
         t0 = time.time()
-        raise_lp = ebm.raise_log_prob(model.target(), model.base_logits, data, num_steps=steps,
-                                      num_chains_per_example=args.raise_chains, key=k_raise, sampler=sampler,
-                                      batch_size=args.batch_size).astype(np.float64)
+        if args.path == "rbm":
+            raise_lp = ebm.rbm_path_raise_log_prob(rbm_term, model.base_logits, data, rest=rest, num_steps=steps,
+                                                   num_chains_per_example=args.raise_chains, key=k_raise,
+                                                   batch_size=args.batch_size)
+        else:
+            raise_lp = ebm.raise_log_prob(model.target(), model.base_logits, data, num_steps=steps,
+                                          num_chains_per_example=args.raise_chains, key=k_raise, sampler=sampler,
+                                          batch_size=args.batch_size)
+        raise_lp = raise_lp.astype(np.float64)
         t_raise = time.time() - t0
         gap = ais_lp - raise_lp
         n = len(data)
@@ -142,7 +163,8 @@ def sandwich_check(args: argparse.Namespace, key: jax.Array) -> dict[str, Any]:
              f"{row['raise_log_likelihood_se']:.3f} ({args.raise_chains} chain(s)/image, {t_raise:.1f}s); gap "
              f"{row['gap']:+.3f} +- {row['gap_se_with_log_z']:.3f} nats"
              + ("" if row["gap"] > -3 * row["gap_se_with_log_z"] else "  <-- AIS BELOW RAISE: something is wrong"))
-    return {"checkpoint": args.checkpoint, "weights": args.weights, "dataset": dataset, "sandwich": rows}
+    return {"checkpoint": args.checkpoint, "weights": args.weights, "dataset": dataset, "path": args.path,
+            "sandwich": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="(b) which weights (EMA if saved)")
     p.add_argument("--dataset", default=None, help="(b) test data when the checkpoint does not record it")
     p.add_argument("--batch-size", type=int, default=1000, help="(b) RAISE chains run together")
+    p.add_argument("--path", choices=("geometric", "rbm"), default="geometric",
+                   help="AIS/RAISE path: geometric from the base with the model's GWG transition, or the RBM (term)'s "
+                   "own path with block-Gibbs-proposal MH (zoo.ebm.rbm_path_ais)")
     p.add_argument("--skip-exact", action="store_true")
     p.add_argument("--skip-sandwich", action="store_true")
     p.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,7 @@ same batches for a given seed), trained by `zoo.fit`. Along the run:
 - ``train_elbo``: the K-sample mean ELBO of the training batches, averaged over the last
   --log-every steps (the official ``train_objective`` is the same quantity at a single step).
 
-Resumable: each run trains in ``OUT/<estimator>-K<k>-seed<s>/work`` (checkpoints every
+Resumable: each run trains in the folder ``work`` of ``OUT/<estimator>-K<k>-seed<s>`` (checkpoints every
 --checkpoint-every steps; rerun the command to continue), and writes ``curve.json`` when done; a run
 whose ``curve.json`` covers --steps is skipped. Then: ``OUT/results.json``, ``OUT/table.md`` (final
 variance and ELBO, mean +- std over seeds, RODEO's variance reduction vs the best other, the

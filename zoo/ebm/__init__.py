@@ -43,7 +43,13 @@ from ._raise import (
     raise_log_prob as raise_log_prob,
 )
 from ._rbm import RBM as RBM, RBMTarget as RBMTarget, rbm_log_z_exact as rbm_log_z_exact
-from ._rbm_path import RBMPath as RBMPath, RBMPathAISKernel as RBMPathAISKernel, rbm_path_ais as rbm_path_ais
+from ._rbm_path import (
+    RBMPath as RBMPath,
+    RBMPathAISKernel as RBMPathAISKernel,
+    RBMPathRAISEKernel as RBMPathRAISEKernel,
+    rbm_path_ais as rbm_path_ais,
+    rbm_path_raise_log_prob as rbm_path_raise_log_prob,
+)
 from ._resnet import ResNetEBM as ResNetEBM
 from ._structure import (
     PairwiseMRF as PairwiseMRF,
@@ -93,8 +99,9 @@ register_preset(
         name="ebm/resnet-rbm-binarized-mnist",
         config=ResNetEBMConfig(channels=16, num_blocks=2, base_dist=False, rbm_hidden=500, buffer_init_sweeps=200,
                                gibbs_mh_steps=3, gwg_steps_per_cycle=3, sampling_steps=2, buffer_size=2000,
-                               reinit_freq=0.0, l2=0.01, sample_steps=1000, ais_steps=20000, ais_chains=100),
-        train=TrainConfig(steps=4000, batch_size=100, learning_rate=2e-4, warmup_steps=200, ema_decay=0.999,
+                               reinit_freq=0.0, l2=0.01, sample_steps=1000, ais_steps=20000, ais_chains=100,
+                               ais_path="rbm"),
+        train=TrainConfig(steps=8000, batch_size=100, learning_rate=2e-4, warmup_steps=200, ema_decay=0.999,
                           log_every=50, checkpoint_every=250, keep_checkpoints=2),
         dataset="binarized_mnist",
         tags=("gibbs-with-gradients", "binary", "rbm"),
@@ -108,9 +115,10 @@ register_model(
         name="ebm-gwg-binarized-mnist",
         family="ebm",
         dataset="binarized_mnist",
-        summary="ResNet EBM on static binarized MNIST trained by PCD with Gibbs-with-Gradients",
+        summary="ResNet EBM times an RBM (warm-started from rbm-mnist) on static binarized MNIST, trained by PCD "
+        "with Gibbs-with-Gradients and block-Gibbs-proposal MH",
         hub_repo="stein-zoo/ebm-gwg-binarized-mnist",
-        preset="ebm/resnet-binarized-mnist",
+        preset="ebm/resnet-rbm-binarized-mnist",
     )
 )
 register_model(

@@ -23,9 +23,11 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
+from .._errors import DataError
 from ._ais import AISResult
 from ._rbm import RBMTarget
 
@@ -51,47 +53,76 @@ class RBMPath(eqx.Module):
         factor = RBMTarget(beta * r.W, beta * r.b + (1 - beta) * self.base_logits, beta * r.c)
         return samplers.ProductTarget(factor, _Scaled(self.rest, beta))
 
-    def increment(self, x: Float[Array, " D"], b_prev: Array, b: Array) -> Float[Array, ""]:
-        """``f_b(x) - f_b_prev(x)`` (the rest term evaluated once)."""
-        rest = self.rest(x) if self.rest is not None else 0.0
+    def increment_given_rest(self, x: Float[Array, " D"], rest: Array, b_prev: Array, b: Array) -> Float[Array, ""]:
+        """``f_b(x) - f_b_prev(x)``, given ``rest = rest(x)`` (unscaled; 0 without a rest term)."""
         return self.at(b).factor(x) - self.at(b_prev).factor(x) + (b - b_prev) * rest
 
     def log_z0(self) -> Float[Array, ""]:
         return self.rbm.c.shape[0] * math.log(2.0) + jnp.sum(jax.nn.softplus(self.base_logits))
 
 
+def _transition(
+    path: RBMPath, sampler: samplers.AbstractSampler | None, b: Array, x: Array, rest: Array, key: PRNGKeyArray
+) -> tuple[Array, Array, dict[str, Array]]:
+    """One transition leaving ``f_b`` invariant from `x` (with ``rest = rest(x)``, unscaled):
+    `sampler` (re-initialised) if given, else the fused block-Gibbs-proposal MH step."""
+    target = path.at(b)
+    if sampler is not None:
+        x, _, info = sampler.step(target, x, sampler.init(target, x), key=key)
+        return x, (path.rest(x) if path.rest is not None else rest), info
+    k_h, k_v, k_u = jax.random.split(key, 3)
+    h = jax.random.bernoulli(k_h, jax.nn.sigmoid(target.factor.hidden_logits(x))).astype(x.dtype)
+    x_new = jax.random.bernoulli(k_v, jax.nn.sigmoid(target.factor.visible_logits(h))).astype(x.dtype)
+    if path.rest is None:
+        return x_new, rest, {"accept_prob": jnp.ones((), x.dtype)}
+    rest_new = path.rest(x_new)
+    log_alpha = jnp.minimum(b * (rest_new - rest), 0.0)
+    accept = jnp.log(jax.random.uniform(k_u, dtype=log_alpha.dtype)) < log_alpha
+    return jnp.where(accept, x_new, x), jnp.where(accept, rest_new, rest), {"accept_prob": jnp.exp(log_alpha)}
+
+
+def _rest(path: RBMPath, x: Array) -> Array:
+    return path.rest(x) if path.rest is not None else jnp.zeros((), x.dtype)
+
+
 class RBMPathAISKernel(samplers.AbstractSampler):
-    """One AIS transition on an `RBMPath` (the target `run` passes), position ``(x, log_w)``.
-    Adds ``f_{t+1}(x) - f_t(x)``, then one transition on ``f_{t+1}``: `sampler` if given (its
-    state re-initialised), else a fused `FactorBlockGibbsMH` step whose state is ``rest(x)``
-    unscaled, so each temperature costs one evaluation of the rest term."""
+    """One AIS transition on an `RBMPath` (the target `run` passes), position ``(x, log_w)``,
+    state ``(t, rest(x))``: adds ``f_{t+1}(x) - f_t(x)``, then one transition on ``f_{t+1}``:
+    `sampler` if given (re-initialised), else block-Gibbs-proposal MH (`FactorBlockGibbsMH`)
+    fused with the weight update, so each temperature costs one evaluation of the rest term."""
 
     sampler: samplers.AbstractSampler | None
     betas: Float[Array, " T1"]
 
     def init(self, path: RBMPath, x: tuple[Array, Array]) -> tuple[Array, Array]:
-        rest = path.rest(x[0]) if path.rest is not None else jnp.zeros((), x[0].dtype)
-        return jnp.zeros((), jnp.int32), rest
+        return jnp.zeros((), jnp.int32), _rest(path, x[0])
 
     def step(self, path: RBMPath, x: tuple[Array, Array], state: tuple[Array, Array], *, key: PRNGKeyArray):
         (x, logw), (t, rest) = x, state
         b_prev, b = self.betas[t], self.betas[t + 1]
-        target = path.at(b)
-        logw = logw + target.factor(x) - path.at(b_prev).factor(x) + (b - b_prev) * rest
-        if self.sampler is not None:
-            x, _, info = self.sampler.step(target, x, self.sampler.init(target, x), key=key)
-            rest = path.rest(x) if path.rest is not None else rest
-            return (x, logw), (t + 1, rest), info
-        k_h, k_v, k_u = jax.random.split(key, 3)
-        h = jax.random.bernoulli(k_h, jax.nn.sigmoid(target.factor.hidden_logits(x))).astype(x.dtype)
-        x_new = jax.random.bernoulli(k_v, jax.nn.sigmoid(target.factor.visible_logits(h))).astype(x.dtype)
-        if path.rest is None:
-            return (x_new, logw), (t + 1, rest), {"accept_prob": jnp.ones((), x.dtype)}
-        rest_new = path.rest(x_new)
-        log_alpha = jnp.minimum(b * (rest_new - rest), 0.0)
-        accept = jnp.log(jax.random.uniform(k_u, dtype=log_alpha.dtype)) < log_alpha
-        x = jnp.where(accept, x_new, x)
-        return (x, logw), (t + 1, jnp.where(accept, rest_new, rest)), {"accept_prob": jnp.exp(log_alpha)}
+        logw = logw + path.increment_given_rest(x, rest, b_prev, b)
+        x, rest, info = _transition(path, self.sampler, b, x, rest, key)
+        return (x, logw), (t + 1, rest), info
+
+
+class RBMPathRAISEKernel(samplers.AbstractSampler):
+    """RAISE (reverse annealing, see `zoo.ebm.raise_log_prob`) on an `RBMPath`: position ``(x,
+    log_p)`` started at a data point with ``log_p = f(x) - log Z_0``; step ``t`` runs ``k = K - t``:
+    one transition on ``f_{b_k}``, then subtracts ``f_{b_k}(x') - f_{b_{k-1}}(x')`` at the new point."""
+
+    sampler: samplers.AbstractSampler | None
+    betas: Float[Array, " T1"]
+
+    def init(self, path: RBMPath, x: tuple[Array, Array]) -> tuple[Array, Array]:
+        return jnp.zeros((), jnp.int32), _rest(path, x[0])
+
+    def step(self, path: RBMPath, x: tuple[Array, Array], state: tuple[Array, Array], *, key: PRNGKeyArray):
+        (x, log_p), (t, rest) = x, state
+        k = self.betas.shape[0] - 1 - t
+        b, b_prev = self.betas[k], self.betas[k - 1]
+        x, rest, info = _transition(path, self.sampler, b, x, rest, key)
+        log_p = log_p - path.increment_given_rest(x, rest, b_prev, b)
+        return (x, log_p), (t + 1, rest), info
 
 
 @eqx.filter_jit
@@ -130,3 +161,50 @@ def rbm_path_ais(
     x, logw = _run(RBMPathAISKernel(sampler, betas), path, x, logw, num_steps, k1)
     log_z = path.log_z0() + jax.scipy.special.logsumexp(logw) - math.log(num_chains)
     return AISResult(log_z=log_z, log_weights=logw, samples=x)
+
+
+@eqx.filter_jit
+def _run_raise(kernel: RBMPathRAISEKernel, path: RBMPath, x: Array, num_steps: int, key: PRNGKeyArray) -> Array:
+    log_p = jax.vmap(lambda xi: path.at(jnp.ones(()))(xi))(x) - path.log_z0()
+    return samplers.run(kernel, path, (x, log_p), num_steps=num_steps, key=key, batched=True).final[1]
+
+
+def rbm_path_raise_log_prob(
+    rbm: RBMTarget,
+    base_logits: Float[Array, " D"],
+    data: Float[Array, "N D"],
+    *,
+    rest: Callable[[Array], Array] | None = None,
+    num_steps: int,
+    num_chains_per_example: int = 1,
+    key: PRNGKeyArray,
+    sampler: samplers.AbstractSampler | None = None,
+    batch_size: int = 1000,
+) -> np.ndarray:
+    """RAISE estimates of ``log p(x)`` (conservative: a stochastic lower bound on the annealed
+    model's log-likelihood) for every row of `data`, ``(N,)``, along the RBM's path (module
+    docstring; arguments as for `rbm_path_ais` and `zoo.ebm.raise_log_prob`)."""
+    if num_steps < 1 or num_chains_per_example < 1 or batch_size < 1:
+        raise ValueError(
+            f"need num_steps, num_chains_per_example and batch_size >= 1, got {num_steps}, "
+            f"{num_chains_per_example}, {batch_size}"
+        )
+    base_logits = jnp.asarray(base_logits, jnp.float32)
+    x = np.asarray(data, np.float32)
+    d = base_logits.shape[0]
+    if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+        raise DataError(f"RAISE needs data of shape (N, {d}) (flat binary examples, N >= 1), got {x.shape}")
+    path = RBMPath(rbm, base_logits, rest)
+    kernel = RBMPathRAISEKernel(sampler, jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32))
+    c = num_chains_per_example
+    per_batch = min(max(1, batch_size // c), x.shape[0])
+    out = []
+    for i, start in enumerate(range(0, x.shape[0], per_batch)):
+        rows = x[start : start + per_batch]
+        m = rows.shape[0]
+        if m < per_batch:  # one compilation for every batch
+            rows = np.concatenate([rows, np.repeat(rows[-1:], per_batch - m, axis=0)])
+        log_p = _run_raise(kernel, path, jnp.asarray(np.repeat(rows, c, axis=0)), num_steps, jax.random.fold_in(key, i))
+        log_p = jax.scipy.special.logsumexp(log_p.reshape(per_batch, c), axis=1) - math.log(c)
+        out.append(np.asarray(log_p)[:m])
+    return np.concatenate(out)
