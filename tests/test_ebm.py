@@ -127,9 +127,19 @@ def test_resnet_ebm_with_rbm_term(getkey, tmp_path):
     assert isinstance(model.default_sampler(), zoo.samplers.GWG)
     with pytest.raises(zoo.ConfigError, match="rbm_hidden > 0"):
         ResNetEBMConfig(gibbs_mh_steps=2)
-    # PCD with the cycle of block-Gibbs-proposal MH and GWG steps
     model = zoo.replace_config(model, gibbs_mh_steps=2, gwg_steps_per_cycle=1)
     assert isinstance(model.default_sampler(), zoo.samplers.Cycle)
+
+
+@pytest.mark.slow
+def test_resnet_ebm_with_rbm_term_trains_and_round_trips(getkey, tmp_path):
+    """PCD with the cycle of block-Gibbs-proposal MH and GWG steps trains both terms; save/load."""
+    data = _binary_data(32, (8, 8, 1), getkey())
+    rbm = RBMConfig(visible=64, hidden=6, image_shape=(8, 8, 1), init_std=0.5).build(key=getkey()).with_base(data)
+    cfg = ResNetEBMConfig(channels=4, num_blocks=0, image_size=8, base_dist=False, rbm_hidden=6,
+                          buffer_init_sweeps=2, gibbs_mh_steps=2, sampling_steps=1, buffer_size=16, l2=0.1)
+    model = cfg.build(key=getkey()).warm_start(rbm)
+    x = jnp.asarray(data.reshape(32, -1))
     tc = zoo.TrainConfig(steps=2, batch_size=8, learning_rate=1e-2, log_every=1)
     result = zoo.train(model, data, tc, key=getkey(), progress=False)
     assert "sampler_0_accept_prob" in result.history[-1]
