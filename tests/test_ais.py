@@ -96,6 +96,7 @@ def test_exact_log_z_enumerates_the_smaller_layer_or_says_why_not(getkey):
         rbm_log_z_exact(wide, over="both")  # pyright: ignore[reportArgumentType]
 
 
+@pytest.mark.slow  # the RBM-path version below checks the same exact log Z in CI
 def test_ais_matches_exact_in_h_log_z_784x12():
     """AIS with GWG on an MNIST-sized RBM (784 x 12, weights of rbm-mnist's scale: std 0.2;
     visible biases like its data-mean logits) against log Z summed exactly over 2^12 hidden states."""

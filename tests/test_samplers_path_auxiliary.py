@@ -107,8 +107,8 @@ def _pas_matrix(sampler, target, xs, k):
 
 @pytest.mark.parametrize(
     "binary,path_length,random_length,kind",
-    [(True, 3, False, "target"), (True, 2, True, "callable"),
-     (False, 2, False, "target"), (False, 2, True, "callable")],
+    [(True, 3, False, "target"), pytest.param(True, 2, True, "callable", marks=pytest.mark.slow),
+     (False, 2, False, "target"), pytest.param(False, 2, True, "callable", marks=pytest.mark.slow)],
     ids=["bin-L3-target", "bin-L1to3-callable", "onehot-L2-target", "onehot-L1to3-callable"],
 )
 def test_exact(binary, path_length, random_length, kind, getkey):
@@ -185,7 +185,8 @@ def _chi_square_pvalue(final, pi, k):
 
 @pytest.mark.parametrize(
     "sampler,binary",
-    [(samplers.PathAuxiliary(path_length=3), True), (samplers.PathAuxiliary(path_length=2, random_length=True), False)],
+    [(samplers.PathAuxiliary(path_length=3), True),
+     pytest.param(samplers.PathAuxiliary(path_length=2, random_length=True), False, marks=pytest.mark.slow)],
     ids=["bin-L3", "onehot-L1to3"],
 )
 def test_empirical_frequencies(sampler, binary, getkey):
@@ -212,6 +213,7 @@ def test_empirical_frequencies_broken_variant_fails(getkey):
     assert _chi_square_pvalue(final, _pi(target, xs), 2) < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary", [True, False], ids=["rbm", "potts"])
 def test_cache_follows_net_change(binary, getkey):
     """After many steps of paths that undo and redo changes, the cached state (RBM hidden
