@@ -99,10 +99,31 @@ def raise_log_prob(
     sampler = samplers.GWG() if sampler is None else sampler
     inner = samplers.as_binary_target(target)
     base_logits = jnp.asarray(base_logits, jnp.float32)
+    betas = jnp.linspace(0.0, 1.0, max(num_steps, 1) + 1, dtype=jnp.float32)
+    kernel = RAISEKernel(sampler, base_logits, betas)
+    return reverse_chains(
+        lambda chains, k: _run_raise(kernel, inner, chains, num_steps, k), data, base_logits.shape[0],
+        num_steps=num_steps, num_chains_per_example=num_chains_per_example, batch_size=batch_size, key=key,
+    )
+
+
+def reverse_chains(
+    run: Any,
+    data: Float[Array, "N D"],
+    dim: int,
+    *,
+    num_steps: int,
+    num_chains_per_example: int,
+    batch_size: int,
+    key: PRNGKeyArray,
+) -> np.ndarray:
+    """The batching shared by the RAISE estimators: checks `data` (``(N, dim)``, binary) and the
+    counts, runs ``run(chains, key) -> log p_hat per chain`` on padded batches of
+    `num_chains_per_example` copies of each example (one compilation for every batch), and
+    combines each example's chains by log-mean-exp. Returns ``(N,)``."""
     x = np.asarray(data, np.float32)
-    d = base_logits.shape[0]
-    if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
-        raise DataError(f"RAISE needs data of shape (N, {d}) (flat binary examples, N >= 1), got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != dim or x.shape[0] == 0:
+        raise DataError(f"RAISE needs data of shape (N, {dim}) (flat binary examples, N >= 1), got {x.shape}")
     if not np.all((x == 0) | (x == 1)):
         raise DataError("RAISE needs binary data (every entry 0 or 1); binarise the examples first")
     if num_steps < 1 or num_chains_per_example < 1 or batch_size < 1:
@@ -111,19 +132,15 @@ def raise_log_prob(
             f"{num_chains_per_example}, {batch_size}"
         )
     c = num_chains_per_example
-    per_batch = max(1, batch_size // c)
     n = x.shape[0]
-    per_batch = min(per_batch, n)
-    betas = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32)
-    kernel = RAISEKernel(sampler, base_logits, betas)
+    per_batch = min(max(1, batch_size // c), n)
     out = []
     for i, start in enumerate(range(0, n, per_batch)):
         rows = x[start : start + per_batch]
         m = rows.shape[0]
         if m < per_batch:  # pad to the common shape: one compilation for every batch
             rows = np.concatenate([rows, np.repeat(rows[-1:], per_batch - m, axis=0)])
-        chains = jnp.asarray(np.repeat(rows, c, axis=0))
-        log_p = _run_raise(kernel, inner, chains, num_steps, jax.random.fold_in(key, i))
+        log_p = run(jnp.asarray(np.repeat(rows, c, axis=0)), jax.random.fold_in(key, i))
         log_p = jax.scipy.special.logsumexp(log_p.reshape(per_batch, c), axis=1) - math.log(c)
         out.append(np.asarray(log_p)[:m])
     return np.concatenate(out)

@@ -27,8 +27,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
-from .._errors import DataError
 from ._ais import AISResult
+from ._raise import reverse_chains
 from ._rbm import RBMTarget
 
 
@@ -184,27 +184,10 @@ def rbm_path_raise_log_prob(
     """RAISE estimates of ``log p(x)`` (conservative: a stochastic lower bound on the annealed
     model's log-likelihood) for every row of `data`, ``(N,)``, along the RBM's path (module
     docstring; arguments as for `rbm_path_ais` and `zoo.ebm.raise_log_prob`)."""
-    if num_steps < 1 or num_chains_per_example < 1 or batch_size < 1:
-        raise ValueError(
-            f"need num_steps, num_chains_per_example and batch_size >= 1, got {num_steps}, "
-            f"{num_chains_per_example}, {batch_size}"
-        )
     base_logits = jnp.asarray(base_logits, jnp.float32)
-    x = np.asarray(data, np.float32)
-    d = base_logits.shape[0]
-    if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
-        raise DataError(f"RAISE needs data of shape (N, {d}) (flat binary examples, N >= 1), got {x.shape}")
     path = RBMPath(rbm, base_logits, rest)
-    kernel = RBMPathRAISEKernel(sampler, jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32))
-    c = num_chains_per_example
-    per_batch = min(max(1, batch_size // c), x.shape[0])
-    out = []
-    for i, start in enumerate(range(0, x.shape[0], per_batch)):
-        rows = x[start : start + per_batch]
-        m = rows.shape[0]
-        if m < per_batch:  # one compilation for every batch
-            rows = np.concatenate([rows, np.repeat(rows[-1:], per_batch - m, axis=0)])
-        log_p = _run_raise(kernel, path, jnp.asarray(np.repeat(rows, c, axis=0)), num_steps, jax.random.fold_in(key, i))
-        log_p = jax.scipy.special.logsumexp(log_p.reshape(per_batch, c), axis=1) - math.log(c)
-        out.append(np.asarray(log_p)[:m])
-    return np.concatenate(out)
+    kernel = RBMPathRAISEKernel(sampler, jnp.linspace(0.0, 1.0, max(num_steps, 1) + 1, dtype=jnp.float32))
+    return reverse_chains(
+        lambda chains, k: _run_raise(kernel, path, chains, num_steps, k), data, base_logits.shape[0],
+        num_steps=num_steps, num_chains_per_example=num_chains_per_example, batch_size=batch_size, key=key,
+    )
