@@ -6,7 +6,7 @@ the NCHW convolutions of `equinox.nn.Conv2d`, and every input-gradient convoluti
 the naive emitter inside a `lax.scan` body (see `zoo/_conv.py`, and
 `scripts/xla_conv_in_loop_repro.py` for a minimal reproducer). The EBM used to work around it
 by unrolling PCD's chains and running long chains (sampling, AIS) as a host loop of jitted
-10-step chunks. After: the network's convolutions are canonical NHWC/HWIO with a custom VJP,
+10-step chunks. After: the network's convolutions are canonical NHWC/HWIO with a custom JVP,
 and every chain is one `lax.scan`.
 
 Times, in one run, ``--steps`` GWG transitions of ``--chains`` chains of the pure ResNet EBM
@@ -37,6 +37,16 @@ from zoo import samplers
 from zoo.nn import Conv2d
 
 
+class _EquinoxHWC(eqx.Module):
+    """An `equinox.nn.Conv2d` behind `zoo.nn.Conv2d`'s channels-last entry point `hwc`, which the
+    network calls: transposes to (C, H, W) and back around the NCHW convolution, as before the fix."""
+
+    conv: eqx.nn.Conv2d
+
+    def hwc(self, x):
+        return jnp.transpose(self.conv(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
+
+
 def with_equinox_convs(model):
     """The same network with every `zoo.nn.Conv2d` replaced by an `equinox.nn.Conv2d`
     holding the same weights: the code before the fix."""
@@ -47,7 +57,7 @@ def with_equinox_convs(model):
         o, i, k, _ = m.weight.shape
         conv = eqx.nn.Conv2d(i, o, k, stride=m.stride[0], padding=m.padding[0][0], use_bias=m.bias is not None,
                              key=jax.random.key(0))
-        return eqx.tree_at(lambda c: (c.weight, c.bias), conv, (m.weight, m.bias))
+        return _EquinoxHWC(eqx.tree_at(lambda c: (c.weight, c.bias), conv, (m.weight, m.bias)))
 
     return jax.tree_util.tree_map(swap, model, is_leaf=lambda m: isinstance(m, Conv2d))
 

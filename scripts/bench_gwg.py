@@ -21,6 +21,17 @@ initial chains, interleaved with ours round by round (`--repeats` rounds, median
 The ratios printed are ours / official, both measured in this run. Without ``--official`` the
 script says it skipped the official side; the figures quoted in the issue are printed,
 labelled as quoted, and never used for a ratio.
+
+Roofs: every sampler's steps/s is also given as a fraction of its own roof, ``steps/s x
+products per step / (products/s of a plain jnp.dot of the same shapes)``, the products being
+``chains x H`` by ``H x D`` (2 chains*H*D FLOPs each) and the dot timed in the same interleaved
+rounds (float32; bfloat16 inputs with float32 accumulation for ``gwg-bf16``). Products per step:
+zoo's GWG 1 (the gradient at the proposed point; the current point's is carried over), block
+Gibbs 2; the official GWG 6 (a forward and a backward product for each of its two gradients, a
+forward product for each of its two log-densities), its Gibbs 2, its block Gibbs 2. zoo's
+random-scan Gibbs and uniform MH multiply no matrices (O(chains x H) per step): no roof. With
+``--official`` the official sampler is also set against torch's own roof (`torch.mm` of the same
+shapes on the same thread count).
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ from zoo.ebm import effective_sample_size, mmd
 
 
 QUOTED_OFFICIAL_STEPS_PER_S = {"gwg": 96.0, "gibbs": 454.0, "block_gibbs": 327.0}  # quoted in an issue, not measured
+OFFICIAL_PRODUCTS = {"gwg": 6, "gibbs": 2, "block_gibbs": 2}  # chains x H x D products per official step
+OFFICIAL_FOR = {"gwg": "gwg", "gwg-bf16": "gwg", "gibbs": "gibbs", "block_gibbs": "block_gibbs"}
 
 
 def parse_threads(text: str) -> list[int]:
@@ -57,7 +70,7 @@ def parse_threads(text: str) -> list[int]:
     return threads
 
 
-def official_rounds(step, steps: int, threads: list[int], torch) -> dict:
+def official_rounds(step, steps: int, threads: list[int], torch, prefix: str = "official") -> dict:
     """Entries for `interleaved_medians`: ``steps`` calls of ``step()`` with torch on each of `threads` threads."""
 
     def run():
@@ -71,7 +84,41 @@ def official_rounds(step, steps: int, threads: list[int], torch) -> dict:
 
         return setup
 
-    return {f"official_{t}t": (run, steps, on(t)) for t in threads}
+    return {f"{prefix}_{t}t": (run, steps, on(t)) for t in threads}
+
+
+def jax_dot_roof(W: jax.Array, chains: int, dtype, steps: int):
+    """``run()`` doing `steps` plain ``jnp.dot`` products ``(chains x H) @ (H x D)`` (`W` is ``D x H``) in a
+    compiled loop, in `dtype` (float32; or bfloat16 inputs, float32 accumulation, W^T stored as
+    `RBMTarget.with_grad_dtype` stores it). Each product feeds the next through a negligible update, so XLA can
+    neither hoist nor drop it."""
+    f32 = jnp.dtype(dtype) == jnp.float32
+    w = W if f32 else jnp.asarray(W.T, dtype)  # the layouts zoo's GWG uses
+    h = W.shape[1]
+
+    @jax.jit
+    def loop(s):
+        def body(s, _):
+            g = jnp.dot(s, w.T) if f32 else jnp.dot(s, w, preferred_element_type=jnp.float32)
+            return s + (1e-30 * g[:, :h]).astype(s.dtype), None
+
+        return jax.lax.scan(body, s, None, length=steps)[0]
+
+    s0 = jnp.full((chains, h), 0.5, dtype)
+    jax.block_until_ready(loop(s0))
+    return lambda: jax.block_until_ready(loop(s0))
+
+
+def torch_mm_step(torch, W: np.ndarray, chains: int):
+    """``step()`` doing one ``torch.mm`` of the same shapes as zoo's product, float32 (torch's own roof)."""
+    w = torch.tensor(np.ascontiguousarray(W.T))  # (H, D), the official BernoulliRBM's layout
+    s = torch.full((chains, W.shape[1]), 0.5)
+
+    def step():
+        with torch.no_grad():
+            torch.mm(s, w)
+
+    return step
 
 
 def import_official_gwg(path: str, threads: int):
@@ -107,18 +154,22 @@ def import_official_gwg(path: str, threads: int):
     return (torch, official_rbm, official_samplers), None
 
 
-def make_sampler(name: str) -> samplers.AbstractSampler:
-    """A sampler from its `--samplers` name."""
-    fixed = {"gwg": samplers.GWG(), "gibbs": samplers.RandomScanGibbs(), "uniform_mh": samplers.UniformMH(),
-             "block_gibbs": samplers.BlockGibbs()}
+def make_sampler(name: str, target):
+    """``(sampler, target, products per step)`` from a `--samplers` name; ``gwg-bf16`` runs GWG on `target`
+    with its gradient's product in bfloat16 (`RBMTarget.with_grad_dtype`)."""
+    fixed = {"gwg": (samplers.GWG(), 1), "gibbs": (samplers.RandomScanGibbs(), 0),
+             "uniform_mh": (samplers.UniformMH(), 0), "block_gibbs": (samplers.BlockGibbs(), 2)}
     head, _, arg = name.partition("-")
     if name in fixed:
-        return fixed[name]
+        return fixed[name][0], target, fixed[name][1]
+    if name == "gwg-bf16":
+        return samplers.GWG(), target.with_grad_dtype(jnp.bfloat16), 1
     if head == "gwg" and arg.isdigit():
-        return samplers.GWG(num_flips=int(arg))
+        return samplers.GWG(num_flips=int(arg)), target, 1
     if head == "pas" and arg.lstrip("r").isdigit():
-        return samplers.PathAuxiliary(path_length=int(arg.lstrip("r")), random_length=arg.startswith("r"))
-    raise SystemExit(f"unknown sampler {name!r}: use gwg, gwg-N, gibbs, uniform_mh, block_gibbs, pas-L or pas-rL")
+        return samplers.PathAuxiliary(path_length=int(arg.lstrip("r")), random_length=arg.startswith("r")), target, 1
+    raise SystemExit(
+        f"unknown sampler {name!r}: use gwg, gwg-bf16, gwg-N, gibbs, uniform_mh, block_gibbs, pas-L or pas-rL")
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict:
@@ -188,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth-steps", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--samplers", default="gwg,gibbs,uniform_mh,block_gibbs",
-                   help="comma-separated: gwg, gwg-N (N flips), gibbs, uniform_mh, block_gibbs, pas-L (path auxiliary, "
-                   "L changes per path), pas-rL (path auxiliary, lengths uniform in 1..2L-1)")
+    p.add_argument("--samplers", default="gwg,gwg-bf16,gibbs,uniform_mh,block_gibbs",
+                   help="comma-separated: gwg, gwg-bf16 (GWG, gradient product in bfloat16), gwg-N (N flips), gibbs, "
+                   "uniform_mh, block_gibbs, pas-L (path auxiliary, L changes per path), pas-rL (path auxiliary, "
+                   "lengths uniform in 1..2L-1)")
     p.add_argument("--timing-only", action="store_true", help="skip ground truth, ESS and MMD")
     p.add_argument("--official", default=None, help="a checkout of wgrathwohl/GWG_release to time side by side")
     p.add_argument("--official-steps", type=int, default=100, help="official sampler steps per timing round")
@@ -226,23 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         official_note = "official timing skipped: no --official PATH given"
     print(official_note, flush=True)
 
-    # The matmul roof: one (chains x H) @ (H x D) product per step, the cost floor of a GWG step
-    # on an RBM (the gradient at the proposed point). Measured in this run, on this (shared) CPU.
-    W = jnp.asarray(model.W)
-
-    @jax.jit
-    def roof(a):
-        def body(c, _):
-            g = jax.nn.sigmoid(c) @ W.T
-            return c + 1e-6 * g[:, : c.shape[1]], None
-
-        return jax.lax.scan(body, a, None, length=args.timing_steps)[0]
-
-    a0 = jnp.zeros((args.chains, model.config.hidden))
-    jax.block_until_ready(roof(a0))
-    roof_per_s = interleaved_medians({"roof": (lambda: jax.block_until_ready(roof(a0)), args.timing_steps)},
-                                     args.repeats)["roof"]
-    print(f"matmul roof (one {args.chains}x{model.config.hidden}x{d} product per step): {roof_per_s:.0f} steps/s",
+    # The roofs: plain products of the shapes of one GWG step's, timed in the same rounds as each sampler.
+    h = model.config.hidden
+    gflop = 2 * args.chains * h * d / 1e9  # one (chains x H) @ (H x D) product
+    roofs = {"float32": jax_dot_roof(jnp.asarray(model.W), args.chains, jnp.float32, args.timing_steps),
+             "bfloat16": jax_dot_roof(jnp.asarray(model.W), args.chains, jnp.bfloat16, args.timing_steps)}
+    print(f"one product = {args.chains}x{h} @ {h}x{d} = {gflop * 1e3:.1f} MFLOP; roofs: plain jnp.dot of that "
+          "shape (float32; bfloat16 inputs with float32 accumulation), torch.mm float32 for the official code",
           flush=True)
     t0 = time.perf_counter()
     truth = None
@@ -254,45 +296,67 @@ def main(argv: list[str] | None = None) -> int:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
     proj = jax.random.normal(k_proj, (d,))
 
-    runs = {name: make_sampler(name) for name in args.samplers.split(",")}
-    results: dict = {"matmul_roof_steps_per_s": roof_per_s, "official": official_note,
-                     "load_average_start": os.getloadavg()}
-    for name, sampler in runs.items():
-        # timing: no saving, compile excluded, median of rounds, interleaved with the official sampler if any
-        jax.block_until_ready(_run(sampler, target, x0, k_run, args.timing_steps, args.timing_steps, False).final)
+    runs = {name: make_sampler(name, target) for name in args.samplers.split(",")}
+    results: dict = {"gflop_per_product": gflop, "official": official_note, "load_average_start": os.getloadavg()}
+    for name, (sampler, tgt, products) in runs.items():
+        # timing: no saving, compile excluded, median of rounds, interleaved with the roof and the official sampler
+        jax.block_until_ready(_run(sampler, tgt, x0, k_run, args.timing_steps, args.timing_steps, False).final)
         rnd = iter(range(10**9))
 
-        def ours(sampler=sampler):
+        def ours(sampler=sampler, tgt=tgt):
             k = jax.random.fold_in(k_run, next(rnd))
-            jax.block_until_ready(_run(sampler, target, x0, k, args.timing_steps, args.timing_steps, False).final)
+            jax.block_until_ready(_run(sampler, tgt, x0, k, args.timing_steps, args.timing_steps, False).final)
 
+        roof_dtype = "bfloat16" if name == "gwg-bf16" else "float32"
         fns = {"zoo": (ours, args.timing_steps)}
-        if name in official_steps:
-            fns.update(official_rounds(official_steps[name], args.official_steps, threads, mods[0]))
+        if products:
+            fns["roof"] = (roofs[roof_dtype], args.timing_steps)
+        off = OFFICIAL_FOR.get(name)
+        if off in official_steps:
+            fns.update(official_rounds(official_steps[off], args.official_steps, threads, mods[0]))
+            fns.update(official_rounds(torch_mm_step(mods[0], np.asarray(model.W), args.chains),
+                                       10 * args.official_steps, threads, mods[0], prefix="torchmm"))
         med = interleaved_medians(fns, args.repeats)
         steps_per_s = med.pop("zoo")
-        row = {"steps_per_s": steps_per_s, "vs_matmul_roof": steps_per_s / roof_per_s}
-        ratio = ""
+        row = {"steps_per_s": steps_per_s, "products_per_step": products}
+        line = f"{name:12s} {steps_per_s:8.0f} steps/s"
+        if products:
+            roof = med.pop("roof")
+            row.update({"roof_dtype": roof_dtype, "roof_products_per_s": roof, "roof_gflop_per_s": roof * gflop,
+                        "fraction_of_roof": steps_per_s * products / roof})
+            line += (f" ({row['fraction_of_roof']:.2f} of its roof: {products} product(s)/step, {roof_dtype} jnp.dot "
+                     f"{roof * gflop:.0f} GFLOP/s)")
+        else:
+            line += " (no matrix product per step: no roof)"
+        torch_mm = {k: med.pop(k) for k in list(med) if k.startswith("torchmm")}
         if med:
-            row.update({f"{k}_steps_per_s": v for k, v in med.items()})
+            n_off = OFFICIAL_PRODUCTS[off]
+            for k, v in med.items():
+                t = k.split("_")[1]
+                row[f"{k}_steps_per_s"] = v
+                row[f"{k}_fraction_of_torch_roof"] = v * n_off / torch_mm[f"torchmm_{t}"]
+                row[f"torch_mm_{t}_gflop_per_s"] = torch_mm[f"torchmm_{t}"] * gflop
+                if products and roof_dtype == "float32":  # the same float32 product, timed by jnp.dot
+                    row[f"{k}_fraction_of_jax_roof"] = v * n_off / row["roof_products_per_s"]
             best = max(med, key=med.get)
             row["vs_official"] = steps_per_s / med[best]  # against the faster thread count
-            ratio = "  official " + ", ".join(f"{v:.1f} ({k.split('_')[1]})" for k, v in med.items()) + \
-                f" steps/s (measured) -> {row['vs_official']:.1f}x the faster"
+            line += "\n             official " + "; ".join(
+                f"{v:.1f} steps/s on {k.split('_')[1]} ({n_off} products/step: {row[k + '_fraction_of_torch_roof']:.2f}"
+                f" of torch.mm's {torch_mm['torchmm_' + k.split('_')[1]] * gflop:.0f} GFLOP/s)"
+                for k, v in med.items()) + f" (measured) -> zoo {row['vs_official']:.1f}x the faster"
         if name in QUOTED_OFFICIAL_STEPS_PER_S:
             row["quoted_official_steps_per_s"] = QUOTED_OFFICIAL_STEPS_PER_S[name]
         if args.timing_only:
             results[name] = row
-            print(f"{name:12s} {steps_per_s:8.0f} steps/s  ({row['vs_matmul_roof']:.2f} of the matmul roof){ratio}",
-                  flush=True)
+            print(line, flush=True)
             continue
         # convergence: MMD to the ground truth along chains from the base distribution
-        res = _run(sampler, target, x0, k_run, args.steps, args.thin, True)
+        res = _run(sampler, tgt, x0, k_run, args.steps, args.thin, True)
         xs = np.asarray(res.samples)  # (saved, chains, D)
         marks = sorted({max(1, len(xs) // 10), max(1, len(xs) // 2), len(xs)})
         mmds = {int(m * args.thin): float(mmd(jnp.asarray(xs[m - 1]), truth)) for m in marks}
         # mixing: ESS of a random projection along stationary chains (started at ground-truth samples)
-        stat = _run(sampler, target, truth[: args.chains], jax.random.fold_in(k_run, 99), args.steps, args.thin, True)
+        stat = _run(sampler, tgt, truth[: args.chains], jax.random.fold_in(k_run, 99), args.steps, args.thin, True)
         xs_stat = np.asarray(stat.samples)
         ess = effective_sample_size(xs_stat @ np.asarray(proj))  # per chain, in saved samples
         sec = args.steps / steps_per_s
@@ -306,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         row["accept_or_flip_prob"] = float(np.mean(res.info.get("accept_prob", res.info.get("flip_prob", np.nan))))
         results[name] = row
-        print(f"{name:12s} {steps_per_s:8.0f} steps/s{ratio}  ESS/chain {row['ess_per_chain']:6.1f} "
+        print(f"{line}\n             ESS/chain {row['ess_per_chain']:6.1f} "
               f"(of {len(xs)} saved)  ESS/s {row['ess_per_s']:8.1f}  MMD " +
               ", ".join(f"{k}: {v:.2e}" for k, v in mmds.items()) + f"  (stationary start: {mmd_stationary:.1e})",
               flush=True)

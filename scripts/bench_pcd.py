@@ -30,10 +30,13 @@ weights: the official network's initial weights are copied into the zoo model, a
 the two log-densities are compared on data and buffer states before anything is timed; both parameter counts are
 printed. Without ``--official`` the script times zoo alone and says it skipped the official side. No official
 figure for this iteration is quoted anywhere in the project's notes, so none is printed: every ratio printed is
-official seconds / zoo seconds, both measured in this run.
+official seconds / zoo seconds, both measured in this run. ``--breakdown`` then profiles one more zoo iteration
+(`jax.profiler`) and prints where its time goes: each op of the compiled step by kind (convolutions and matmuls
+forward, backward and weight gradients; elementwise; layout copies), in the GWG loop or once per iteration.
 
     ../venv-torch/bin/python scripts/bench_pcd.py --official ../official/GWG_release           # the paper's config
     python scripts/bench_pcd.py --official ../official/GWG_release --official-python ../venv-torch/bin/python
+    python scripts/bench_pcd.py --rounds 1 --iters 1 --breakdown        # zoo alone, and where its time goes
     nice -n 10 python scripts/bench_pcd.py --channels 8 --batch 8 --steps-per-update 2 --rounds 3 --iters 2 \\
         --official ../official/GWG_release --official-python ../venv-torch/bin/python     # a smoke run
 """
@@ -52,6 +55,7 @@ import sys
 import tempfile
 import time
 import types
+import warnings
 
 import numpy as np
 
@@ -323,6 +327,15 @@ def zoo_trainer(args, data: np.ndarray):
     def finish():
         jax.block_until_ready(carry["metrics"])
 
+    def compiled_text():  # the optimised HLO of the jitted step (for --breakdown)
+        i = carry["itr"]
+        batch = images[perm[(i % n_batches) * args.batch:][: args.batch]]
+        with warnings.catch_warnings():  # the batch is donated (as in the step) but unusable: XLA says so
+            warnings.simplefilter("ignore", UserWarning)
+            lowered = step.lower(k_steps, carry["model"], carry["opt_state"], carry["state"], batch)
+            return lowered.compile().compiled.as_text()  # equinox wraps jax.stages.Compiled
+
+    iteration.compiled_text = compiled_text
     return iteration, finish, start, model
 
 
@@ -352,6 +365,87 @@ def load_official_weights(model, npz):
     return model
 
 
+def op_kinds(hlo: str, batch: int) -> dict:
+    """``{instruction name: kind}`` for the optimised HLO text of the step: what each op of a profile is.
+
+    Kinds: a convolution or matmul (XLA:CPU's library fusions or plain ops), forward or backward (autodiff's
+    transpose, by the op's JAX name), with weight gradients apart (heuristic: a convolution, or a backward
+    matmul, whose output's leading dimension is not a multiple of `batch`, the chains per update); layout
+    copies (fusions whose root is a transpose or copy); elementwise and reductions (the other loop fusions);
+    the rest."""
+    import re
+
+    comps: dict = {}
+    cur = None
+    for line in hlo.splitlines():
+        if line and not line.startswith(" "):
+            m = re.match(r"(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+            cur = m.group(1) if m else None
+            if cur:
+                comps[cur] = []
+        elif cur is not None and line.startswith("  "):
+            comps[cur].append(line.strip())
+    op = re.compile(r"(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
+    kinds = {}
+    for lines in comps.values():
+        for line in lines:
+            m = op.match(line)
+            if not m:
+                continue
+            name, shape, opcode = m.groups()
+            body = [line]
+            called = re.search(r"calls=%?([\w.\-]+)", line)
+            if opcode == "fusion" and called and called.group(1) in comps:
+                body = comps[called.group(1)]
+            ops = {o.group(3) for o in map(op.match, body) if o}
+            # the JAX name of the op (for a fusion: of its convolution or matmul, else its own)
+            main = [b for b in body if " convolution(" in b or " dot(" in b] or [line]
+            backward = any("transpose(" in n for b in main for n in re.findall(r'op_name="([^"]*)"', b))
+            if ops & {"convolution", "dot"}:
+                dims = [int(d) for d in re.findall(r"\d+", shape.split("[")[-1].split("]")[0])]
+                # a convolution whose output does not lead with the batch is a weight gradient (XLA's rewrites
+                # of those drop the JAX name); a matmul is one if it is a backward one with such an output
+                weights = bool(dims) and dims[0] % batch != 0 and ("convolution" in ops or backward)
+                kind = "conv/matmul, " + ("weight gradient" if weights else "backward" if backward else "forward")
+            elif opcode == "fusion" and ("kind=kLoop" in line or "kind=kInput" in line):
+                root = [x for x in body if x.startswith("ROOT")]
+                rop = op.match(root[0]).group(3) if root and op.match(root[0]) else ""
+                kind = "layout copies" if rop in ("transpose", "copy") or name.startswith("transpose") else \
+                    "elementwise / reductions"
+            elif opcode in ("copy", "transpose"):
+                kind = "layout copies"
+            else:
+                kind = "other"
+            kinds[name] = kind
+    return kinds
+
+
+def breakdown(iteration, finish, steps: int, batch: int, folder: str) -> dict:
+    """Seconds per op kind (`op_kinds`) of one zoo iteration, from a `jax.profiler` trace, split into the ops run
+    once per iteration and those of the GWG loop (run `steps` times or more)."""
+    import collections
+    import glob
+    import gzip
+
+    import jax
+
+    kinds = op_kinds(iteration.compiled_text(), batch)
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+        iteration()
+        finish()
+    trace = json.load(gzip.open(sorted(glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True))[-1]))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in kinds:
+            total[e["name"]] += e["dur"] * 1e-6
+            count[e["name"]] += 1
+    out: dict = collections.defaultdict(float)
+    for name, sec in total.items():
+        out[("GWG loop" if count[name] >= steps else "once") + ": " + kinds[name]] += sec
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def interleaved(fns: dict, rounds: int) -> dict:
     """``{name: median seconds}`` of ``fns = {name: run}`` where ``run()`` returns its own seconds; each round runs
     every ``run()`` once, in turn, so that a change of machine load hits all of them alike."""
@@ -377,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-threads", default=None,
                    help="torch thread counts to time the official code with, e.g. 2,1 (default: JAX's core count)")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--breakdown", action="store_true",
+                   help="after timing, profile one more zoo iteration and print its op time by kind (jax.profiler)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run the official side, files in this folder
     args = p.parse_args(argv)
     threads = parse_threads(args.torch_threads)
@@ -483,6 +579,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"speed-up of zoo over the faster official setting ({best}): "
                   f"{results['ratio_vs_faster_official']:.2f}x; official peak RSS "
                   f"{rss if rss is None else f'{rss:.0f} MiB'} (its process)")
+        if args.breakdown:
+            prof = tempfile.mkdtemp(prefix="bench_pcd_profile_")
+            try:
+                parts = breakdown(iteration, finish, args.steps_per_update, args.batch, prof)
+            finally:
+                shutil.rmtree(prof, ignore_errors=True)
+            total = sum(parts.values())
+            print(f"zoo, one profiled iteration: {total:.2f} s of ops (profiling adds overhead), by kind:")
+            for kind, sec in parts.items():
+                print(f"  {sec:8.3f} s  {100 * sec / total:5.1f}%  {kind}")
+            results["breakdown_s"] = parts
         results["official"] = note
         results["load_average_end"] = os.getloadavg()
         print(f"{note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU may be shared)")

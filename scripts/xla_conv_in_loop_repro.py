@@ -6,7 +6,7 @@ convolution that is not NHWC/HWIO/NHWC into that form, but it walks only
 `fori_loop`) keeps its layout and is emitted as a naive loop nest. This script times one
 gradient step of a one-layer NCHW convolution network, repeated 10 times, as straight-line
 code and as a `fori_loop`, and prints the dimension labels of the compiled convolutions; then
-the same with `zoo.nn.Conv2d` (canonical form, custom VJP), which is fast in both.
+the same with `zoo.nn.Conv2d` (canonical form, custom JVP), which is fast in both.
 
     python scripts/xla_conv_in_loop_repro.py
 """

@@ -6,6 +6,8 @@ import os
 # Four virtual CPU devices, so the data-parallel path of the training driver is exercised.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("ZOO_PROGRESS", "0")
+# The CLI's persistent JAX compilation cache off (tests/test_cli_cache.py turns it on in a child process).
+os.environ.setdefault("ZOO_COMPILATION_CACHE", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import itertools  # noqa: E402

@@ -14,6 +14,10 @@ CASES = [  # (in, out, kernel, stride, padding, size)
     (3, 5, 3, 2, 1, 8),
     (2, 3, 1, 2, 0, 7),
     (4, 2, 5, 3, 2, 11),
+    (6, 5, 3, 1, 1, 7),  # more than _FEW_CHANNELS inputs: convolutions per output phase
+    (7, 4, 3, 2, 1, 9),  # the forward's last window stops short of the last input row
+    (6, 3, 1, 2, 0, 7),  # phases no tap reaches
+    (5, 2, 5, 3, 2, 12),
 ]
 
 
@@ -29,9 +33,11 @@ def test_matches_equinox_value_and_gradients(cin, cout, k, s, p, size):
         y = jax.vmap(m)(x)
         return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size)
 
-    np.testing.assert_allclose(jax.vmap(ours)(x), jax.vmap(ref)(x), rtol=1e-5, atol=1e-6)
-    g_ours = jax.grad(loss, argnums=(0, 1))(ours, x)
-    g_ref = jax.grad(loss, argnums=(0, 1))(ref, x)
+    value = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))
+    grad = eqx.filter_jit(jax.grad(loss, argnums=(0, 1)))
+    np.testing.assert_allclose(value(ours, x), value(ref, x), rtol=1e-5, atol=1e-6)
+    g_ours = grad(ours, x)
+    g_ref = grad(ref, x)
     np.testing.assert_allclose(g_ours[1], g_ref[1], rtol=1e-5, atol=1e-6)  # d/dx
     np.testing.assert_allclose(g_ours[0].weight, g_ref[0].weight, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(g_ours[0].bias, g_ref[0].bias, rtol=1e-5, atol=1e-5)
@@ -62,3 +68,20 @@ def test_input_gradient_in_a_loop_is_a_canonical_convolution():
     assert convs
     labels = {c.split("dim_labels=")[1].split(",")[0] for c in convs}
     assert labels == {"b01f_01io->b01f"}, labels
+
+
+def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutions():
+    """The input gradient of a strided convolution is stride-1 convolutions per input phase (no
+    convolution of the zero-dilated cotangent, ``lhs_dilate``), and the weight gradient of a loss
+    over ``vmap`` is one convolution over the batch (no per-example grouped convolution, which a
+    custom VJP's vmapped backward pass would compute)."""
+    conv = Conv2d(6, 5, 3, stride=2, padding=1, key=jax.random.key(0))
+    x = jnp.ones((3, 6, 9, 9))
+
+    def loss(m, x):
+        return jnp.mean(jax.vmap(lambda xi: jnp.sum(jax.nn.silu(m(xi))))(x))
+
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(conv, x).compile().as_text()
+    convs = [line for line in hlo.splitlines() if " convolution(" in line]
+    assert convs
+    assert not any("lhs_dilate" in c or "feature_group_count" in c or "batch_group_count" in c for c in convs), convs

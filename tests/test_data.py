@@ -41,7 +41,7 @@ def _private_cache(tmp_path, monkeypatch):
 def test_available_and_splits():
     names = zd.available()
     assert names == sorted(names)
-    expected = {"mnist", "binarized_mnist", "dynamic_mnist", "fashion_mnist", "omniglot", "cifar10"}
+    expected = {"mnist", "binarized_mnist", "dynamic_mnist", "fashion_mnist", "omniglot", "cifar10", "mnist_k4"}
     assert expected | {"toy:gmm8", "toy:spirals", "toy:checkerboard"} == set(names)
     assert zd.splits("binarized_mnist") == ("train", "valid", "test")
     assert zd.splits("cifar10") == ("train", "test")

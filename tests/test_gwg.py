@@ -242,3 +242,108 @@ def test_sample_indices_is_inverse_cdf(d, getkey):
     expected = np.minimum(np.searchsorted(cdf / cdf[-1], np.asarray(u), side="left"), d - 1)
     got = np.asarray(sample_indices(log_q, u))
     assert np.sum(got != expected) <= 2  # float32 vs float64 ties at block edges
+
+
+def test_uniform_is_jax_random_uniform(getkey):
+    """The fused threefry `uniform` draws `jax.random.uniform`'s numbers bit for bit (typed and raw
+    threefry keys, under jit and vmap); other key implementations go to `jax.random.uniform`."""
+    from zoo.samplers._gwg import uniform
+
+    fast = jax.jit(uniform, static_argnums=1)
+    for key in (getkey(), jax.random.PRNGKey(7), jax.random.key(3, impl="rbg")):
+        for n in (1, 2, 33):
+            np.testing.assert_array_equal(fast(key, n), jax.random.uniform(key, (n,)))
+    keys = jax.random.split(getkey(), 64)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(lambda k: uniform(k, 3)))(keys),
+                                  jax.vmap(lambda k: jax.random.uniform(k, (3,)))(keys))
+
+
+def test_sample_from_probs_skips_zero_mass():
+    """Unnormalised probabilities with zeros: every uniform lands on a coordinate with mass, at
+    the coordinate whose CDF interval holds it."""
+    from zoo.samplers._gwg import sample_from_probs
+
+    p = np.asarray([0.0, 0.6, 0.0, 0.0, 1.0, 0.4, 0.0, 0.0, 0.0, 0.0], np.float32)
+    u = np.linspace(0.0005, 0.9995, 999, dtype=np.float32)
+    got = np.asarray(sample_from_probs(jnp.asarray(p), jnp.asarray(u)))
+    expected = np.searchsorted(np.cumsum(p) / p.sum(), u, side="left")
+    assert set(got.tolist()) == {1, 4, 5} and np.sum(got != expected) <= 2
+
+
+def test_gwg_rejects_a_draw_without_proposal_mass(getkey):
+    """A drawn index whose forward probability is 0 (only rounding can draw one) is rejected."""
+    target = quadratic(4, getkey())
+    sampler, x = samplers.GWG(), jnp.asarray([1.0, 0.0, 1.0, 0.0])
+    state = sampler.init(target, x)
+    state = eqx.tree_at(lambda s: s.q, state, state.q.at[2].set(0.0))
+    assert sampler.propose(target, x, state, jnp.asarray([2]))[0] == -jnp.inf
+    assert np.isfinite(sampler.propose(target, x, state, jnp.asarray([1]))[0])
+
+
+def test_gwg_step_state_and_hops(getkey):
+    """After a step (accepted or not) the carried state is a fresh `init` at the new point, and
+    `hops` counts the coordinates that changed (three draws, repeats possible)."""
+    d, n = 6, 300
+    target = _rbm(d, 4, getkey())
+    sampler = samplers.GWG(num_flips=3)
+    x0 = jax.random.bernoulli(getkey(), 0.5, (n, d)).astype(jnp.float32)
+    step = jax.jit(jax.vmap(lambda x, k: sampler.step(target, x, sampler.init(target, x), key=k)))
+    x1, s1, info = step(x0, jax.random.split(getkey(), n))
+    fresh = jax.vmap(lambda x: sampler.init(target, x))(x1)
+    np.testing.assert_allclose(s1.q, fresh.q, atol=1e-6)
+    np.testing.assert_allclose(s1.log_p, fresh.log_p, atol=1e-5)
+    np.testing.assert_allclose(s1.cache, fresh.cache, atol=1e-5)
+    np.testing.assert_array_equal(info["hops"], np.sum(np.abs(np.asarray(x1) - np.asarray(x0)), axis=1))
+    moved = np.asarray(info["hops"]) > 0
+    assert 0.1 < moved.mean() < 1.0  # accepted and rejected proposals both occur
+
+
+def test_rbm_log_prob_and_grad(getkey):
+    """`RBMTarget.log_prob_and_grad` (one sigmoid per hidden unit) agrees with float64 softplus and
+    with autodiff, over pre-activations from -80 to 80."""
+    d, h = 6, 5
+    t = _rbm(d, h, getkey(), scale=8.0)
+    for x in jnp.asarray(_states(d)[::3]):
+        for a in (t.init(x), jnp.asarray([-80.0, -17.0, -0.3, 0.0, 40.0])):
+            lp, g = t.log_prob_and_grad(x, a)
+            a64 = np.asarray(a, np.float64)
+            ref = float(np.asarray(x, np.float64) @ np.asarray(t.b, np.float64) + np.sum(np.logaddexp(0.0, a64)))
+            assert abs(float(lp) - ref) <= 1e-6 * max(1.0, abs(ref))
+            np.testing.assert_allclose(g, t.grad(x, a), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(t.log_prob_and_grad(x, t.init(x))[1], jax.grad(t)(x), rtol=1e-5, atol=1e-4)
+
+
+def test_rbm_bfloat16_gradient(getkey):
+    t = _rbm(5, 3, getkey())
+    tb = t.with_grad_dtype(jnp.bfloat16)
+    assert tb.grad_weights.dtype == jnp.bfloat16 and tb.grad_weights.shape == (3, 5)
+    assert tb.with_grad_dtype(None).grad_weights is None and t.with_grad_dtype(jnp.float32).grad_weights is None
+    x = jnp.asarray([1.0, 0.0, 1.0, 1.0, 0.0])
+    g, gb = t.grad(x, t.init(x)), tb.grad(x, tb.init(x))
+    assert 0 < float(jnp.max(jnp.abs(gb - g))) < 0.05 * float(jnp.max(jnp.abs(g)))
+    assert tb.log_prob(x, tb.init(x)) == t.log_prob(x, t.init(x))  # f itself stays float32
+    with pytest.raises(ValueError, match="floating dtype"):
+        t.with_grad_dtype(jnp.int8)
+
+
+@pytest.mark.parametrize("num_flips", [1, 2])
+def test_gwg_bfloat16_gradient_exact(num_flips, getkey):
+    """GWG with the bfloat16 gradient product: a different proposal, the same stationary law."""
+    d = 4
+    target = _rbm(d, 3, getkey(), scale=2.0)
+    low = target.with_grad_dtype(jnp.bfloat16)
+    sampler = samplers.GWG(num_flips=num_flips)
+    x = jnp.asarray(_states(d)[5])
+    assert float(jnp.max(jnp.abs(sampler.init(low, x).q - sampler.init(target, x).q))) > 1e-5
+    _check_exact(_gwg_matrix(sampler, low, d), _pi(target, d))
+
+
+def test_gwg_bfloat16_empirical_frequencies(getkey):
+    d = 5
+    target = _rbm(d, 3, getkey())
+    pi = _pi(target, d)
+    run = jax.jit(lambda t, k: samplers.run(samplers.GWG(), t, jnp.zeros((3000, d)), num_steps=100, key=k,
+                                            batched=True).final)
+    final = np.asarray(run(target.with_grad_dtype(jnp.bfloat16), getkey()))
+    assert _chi_square_pvalue(final, pi) > 1e-3
+    assert _chi_square_pvalue(final, np.roll(pi, 1)) < 1e-6

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
 import shlex
 import sys
 import time
@@ -82,7 +84,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     what = f"{n} rows of {k} interpolations" if k is not None else f"{n}"
     print(f"sampling {what} from {args.name} ({type(model).__name__})...", file=sys.stderr)
-    if k is None:
+    if k is None and "progress" in inspect.signature(model.sample).parameters:
+        # Outside jit, so that the chain runs step by step under a progress bar drawn from the host
+        # (zoo.samplers.run): the compiled step then holds no callback, and JAX's persistent cache keeps it.
+        samples = model.sample(n, progress=True, key=_key(args.seed))
+    elif k is None:
         samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key))(model, _key(args.seed))
     else:  # (rows, k, h, w, c): one row per pair of endpoints
         samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key))(model, _key(args.seed))
@@ -325,7 +331,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="zoo", description=__doc__,
+        epilog="Compiled programs are kept in JAX's persistent compilation cache, in jax/ under zoo's cache folder "
+        "($ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo or ~/.cache/zoo), so a second run does not compile them again; "
+        "ZOO_COMPILATION_CACHE=0 turns that off.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list pretrained models (or training presets with --presets)")
@@ -427,10 +438,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def compilation_cache_dir() -> Path | None:
+    """Where the command line keeps JAX's persistent compilation cache: ``jax/`` in zoo's cache
+    folder (`zoo._io.cache_dir`), so a second ``zoo sample`` loads the compiled sampler instead of
+    compiling it again. None (no cache) when ``ZOO_COMPILATION_CACHE`` is 0/false/no/off, or when
+    ``JAX_COMPILATION_CACHE_DIR`` names a folder already (JAX then uses that one)."""
+    from ._io import cache_dir
+
+    if os.environ.get("ZOO_COMPILATION_CACHE", "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR", "").strip():
+        return None
+    return cache_dir() / "jax"
+
+
+def _use_compilation_cache() -> None:
+    folder = compilation_cache_dir()
+    if folder is not None:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    _use_compilation_cache()
     args.argv = argv  # recorded as the command that wrote a checkpoint or a metric
     if getattr(args, "metric", "unset") is None:
         args.metric = ["default"]

@@ -1,23 +1,41 @@
-"""A 2-D convolution that stays on XLA:CPU's fast path inside loops, gradient included.
+"""A 2-D convolution that stays on XLA:CPU's fast path inside loops, gradients included.
 
-Why: XLA:CPU runs a convolution with its fast (Eigen) kernels only in the canonical form
-NHWC input, HWIO kernel, NHWC output. Its `ConvCanonicalization` pass rewrites any other form
-by inserting transposes, but it walks only the entry computation of a module
-(``module->entry_computation()`` in ``xla/service/cpu/conv_canonicalization.cc``). A
-convolution inside a `while` body (any `lax.scan`, `fori_loop` or `while_loop`: e.g. a chain
-of Gibbs-with-Gradients steps) keeps its form and, if that is not canonical, is emitted as a
-naive loop nest, 4-36x slower. Two forms hit it: equinox's NCHW / OIHW convolutions, and the
-input gradient of any convolution, whose kernel is flipped with in/out swapped (autodiff folds
-that transpose into the dimension labels, kernel ``01oi``). ``scripts/xla_conv_in_loop_repro.py``
-is a minimal reproducer; ``scripts/bench_ebm_unroll.py`` measures the ResNet EBM.
+Why: XLA:CPU runs a convolution with its fast kernels only in the canonical form NHWC input,
+HWIO kernel, NHWC output. Its `ConvCanonicalization` pass rewrites any other form by inserting
+transposes, but it walks only the entry computation of a module (``module->entry_computation()``
+in ``xla/service/cpu/conv_canonicalization.cc``). A convolution inside a `while` body (any
+`lax.scan`, `fori_loop` or `while_loop`: e.g. a chain of Gibbs-with-Gradients steps) keeps its
+form and, if that is not canonical, is emitted as a naive loop nest, 4-36x slower. Two forms hit
+it: equinox's NCHW / OIHW convolutions, and the input gradient of any convolution, whose kernel
+is flipped with in/out swapped (autodiff folds that transpose into the dimension labels, kernel
+``01oi``). ``scripts/xla_conv_in_loop_repro.py`` is a minimal reproducer;
+``scripts/bench_ebm_unroll.py`` measures the ResNet EBM.
 
-So every convolution here is written in the canonical form, and `conv2d` has a custom VJP that
-computes the input gradient from an explicitly flipped and transposed kernel held behind
-`jax.lax.optimization_barrier`, so XLA cannot fold the transpose back: the same numbers, on
-the fast path in loops and out (the fix that belongs upstream: let the pass visit every
-computation). The weight gradient is autodiff's. `Conv2d` is a drop-in for `equinox.nn.Conv2d`
-(same array leaves ``weight`` (O, I, kh, kw) and ``bias`` (O, 1, 1), so checkpoints load either
-way) on one example (C, H, W).
+So every convolution here is written in the canonical form, and `conv2d` has a custom JVP whose
+input tangent is written so that its transpose, the input gradient, is canonical too:
+
+- its kernel is the flipped, in/out-swapped one, materialised behind
+  `jax.lax.optimization_barrier` (XLA cannot fold the swap back into the labels) and read
+  through the swapped labels, so that the transpose reads it as HWIO;
+- a strided convolution's input tangent is the sum over the ``s*s`` input phases (strided
+  slices) of stride-1 convolutions with the phase's share of the taps: its transpose is
+  ``s*s`` small canonical convolutions. Autodiff's own transpose convolves the zero-dilated
+  cotangent (``lhs_dilation``), with ``s*s`` times the work, off the fast path;
+- with at most `_FEW_CHANNELS` input channels (a first layer), the input tangent is a matmul of
+  the shifted slices (im2col): its transpose is one matmul and a sum of shifted slices, where a
+  convolution with one output channel runs at a few GFLOP/s.
+
+The weight tangent is the plain convolution, so the weight gradient is autodiff's; being a JVP
+rule (not a custom VJP), it is batched before it is transposed: under ``grad(vmap(...))`` (a
+training loss) the weight gradient is one convolution over the whole batch, where a custom VJP's
+backward pass would be vmapped into per-example weight gradients (a grouped convolution with
+batch x channels groups) and then summed. The same numbers up to float rounding, on the fast path
+in loops and out (the fix that belongs upstream: let the pass visit every computation).
+
+`Conv2d` is a drop-in for `equinox.nn.Conv2d` (same array leaves ``weight`` (O, I, kh, kw) and
+``bias`` (O, 1, 1), so checkpoints load either way) on one example (C, H, W), and `Conv2d.hwc`
+the same convolution on a channels-last example (H, W, C), for networks that keep their
+activations channels-last (XLA:CPU does not cancel the transposes between layers).
 """
 
 from __future__ import annotations
@@ -28,10 +46,13 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
 _DN = ("NHWC", "HWIO", "NHWC")  # the form XLA:CPU runs with its fast kernels
+_DN_SWAPPED = ("NHWC", "HWOI", "NHWC")  # its transpose reads the kernel as HWIO
+_FEW_CHANNELS = 4  # input tangents with at most this many channels: a matmul, not a convolution
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -39,37 +60,109 @@ def _forward(x: Array, w: Array, stride: tuple[int, int], padding: Padding) -> A
     return jax.lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_DN)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def conv2d(
     x: Float[Array, "n h w ci"], w: Float[Array, "kh kw ci co"], stride: tuple[int, int], padding: Padding
 ) -> Float[Array, "n ho wo co"]:
     """``lax.conv_general_dilated`` on NHWC / HWIO with explicit ``padding`` ((lo, hi) per
-    spatial axis); its input gradient is a canonical convolution (see the module doc)."""
+    spatial axis); its input gradient is canonical convolutions (see the module doc)."""
     return _forward(x, w, stride, padding)
 
 
-def _fwd(x: Array, w: Array, stride: tuple[int, int], padding: Padding) -> tuple[Array, tuple[Array, Array]]:
-    return _forward(x, w, stride, padding), (x, w)
+def _phases(k: int, s: int, lo: int, size: int, n_out: int) -> list[tuple[int, list[int], tuple[int, int]]]:
+    """The input gradient along one spatial axis, split by input phase ``a`` (rows ``s p + a``).
+
+    The forward reads ``x[s i + j - lo]`` with tap ``j``, so input row ``s p + a`` receives the
+    taps ``j = j0, j0 + s, ...`` (``j0 = (a + lo) mod s``) from output rows ``p + c - t``
+    (``c = (a + lo - j0) / s``): a stride-1 correlation of the cotangent with those taps in
+    reverse order. Per phase that any tap reaches: ``(a, taps, (pad_lo, pad_hi))``."""
+    out = []
+    for a in range(min(s, size)):
+        j0 = (a + lo) % s
+        taps = list(range(j0, k, s))[::-1]
+        if taps:
+            rows = len(range(a, size, s))
+            c = (a + lo - j0) // s
+            out.append((a, taps, (len(taps) - 1 - c, rows - 1 + c - (n_out - 1))))
+    return out
 
 
-def _bwd(stride: tuple[int, int], padding: Padding, res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    x, w = res
-    # d/dx: a stride-1 convolution of the (stride-)dilated cotangent with the flipped,
-    # in/out-swapped kernel, padded so the result has the input's spatial shape.
-    wt = jax.lax.optimization_barrier(jnp.flip(jnp.swapaxes(w, 2, 3), (0, 1)))
-    pads = []
-    for axis in range(2):
-        k, s, (lo, hi) = w.shape[axis], stride[axis], padding[axis]
-        size = x.shape[1 + axis]
-        rest = (size + lo + hi - k) % s  # input rows the forward's last window never reached
-        pads.append((k - 1 - lo, k - 1 - hi + rest))
-    dx = jax.lax.conv_general_dilated(g, wt, (1, 1), pads, lhs_dilation=stride, dimension_numbers=_DN)
-    _, vjp_w = jax.vjp(lambda w_: _forward(x, w_, stride, padding), w)
-    (dw,) = vjp_w(g)
-    return dx, dw
+def _taps(taps: list[int]) -> slice:
+    """The descending, evenly spaced kernel indices `taps` as a slice."""
+    step = taps[1] - taps[0] if len(taps) > 1 else -1
+    stop = taps[-1] + step
+    return slice(taps[0], None if stop < 0 else stop, step)
 
 
-conv2d.defvjp(_fwd, _bwd)
+def _input_tangent(dx: Array, w: Array, stride: tuple[int, int], padding: Padding) -> Array:
+    """``_forward(dx, w)``, linear in `dx`, written so that its transpose is fast (module doc).
+
+    The transpose computes the input gradient phase by phase: for input phase (a, b) (the rows
+    ``s p + a``, columns ``s q + b``), a stride-1 canonical convolution of the cotangent with the
+    phase's taps, flipped and in/out-swapped (`_phases`), then the phases interleaved. So the
+    tangent is, per phase, the adjoint of that convolution applied to the strided slice
+    ``dx[a::s, b::s]``: a convolution through the swapped labels, whose transpose reads the
+    materialised kernel as HWIO."""
+    kh, kw, ci, co = w.shape
+    if ci <= _FEW_CHANNELS:
+        return _im2col(dx, w, stride, padding)
+    n, h, wd, _ = dx.shape
+    ho = (h + sum(padding[0]) - kh) // stride[0] + 1
+    wo = (wd + sum(padding[1]) - kw) // stride[1] + 1
+    wt = jnp.swapaxes(w, 2, 3)  # (kh, kw, co, ci)
+    out = None
+    for a, ta, pa in _phases(kh, stride[0], padding[0][0], h, ho):
+        for b, tb, pb in _phases(kw, stride[1], padding[1][0], wd, wo):
+            # The input gradient's kernel for this phase, materialised: XLA cannot fold the
+            # flip and swap back into the dimension labels.
+            k = jax.lax.optimization_barrier(wt[_taps(ta)][:, _taps(tb)])
+            phase = dx[:, a :: stride[0], b :: stride[1]]
+            pads = [(len(ta) - 1 - pa[0], len(ta) - 1 - pa[1]), (len(tb) - 1 - pb[0], len(tb) - 1 - pb[1])]
+            crop = [(min(lo, 0), min(hi, 0)) for lo, hi in pads]
+            if any(lo or hi for lo, hi in crop):
+                phase = jax.lax.pad(phase, jnp.zeros((), phase.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in crop],
+                                                                       (0, 0, 0)])
+            part = jax.lax.conv_general_dilated(phase, jnp.flip(k, (0, 1)), (1, 1),
+                                                [(max(lo, 0), max(hi, 0)) for lo, hi in pads],
+                                                dimension_numbers=_DN_SWAPPED)
+            out = part if out is None else out + part
+    if out is None:  # no tap reaches any input (cannot happen for a valid convolution)
+        out = jnp.zeros((n, ho, wo, co), dx.dtype)
+    return out
+
+
+def _im2col(dx: Array, w: Array, stride: tuple[int, int], padding: Padding) -> Array:
+    """``_forward(dx, w)`` as the matmul of every tap's shifted (strided) slice with the kernel:
+    its transpose is one matmul and a sum of shifted slices."""
+    kh, kw, ci, co = w.shape
+    n, h, wd, _ = dx.shape
+    (lo0, hi0), (lo1, hi1) = padding
+    ho = (h + lo0 + hi0 - kh) // stride[0] + 1
+    wo = (wd + lo1 + hi1 - kw) // stride[1] + 1
+    xp = jnp.pad(dx, ((0, 0), (lo0, hi0), (lo1, hi1), (0, 0)))
+    cols = [
+        xp[:, i : i + stride[0] * (ho - 1) + 1 : stride[0], j : j + stride[1] * (wo - 1) + 1 : stride[1]]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    patches = jnp.concatenate(cols, axis=-1)  # (n, ho, wo, kh * kw * ci), tap-major as w's rows
+    return jnp.dot(patches.reshape(-1, kh * kw * ci), w.reshape(kh * kw * ci, co)).reshape(n, ho, wo, co)
+
+
+@functools.partial(conv2d.defjvp, symbolic_zeros=True)
+def _conv2d_jvp(
+    stride: tuple[int, int], padding: Padding, primals: tuple[Array, Array], tangents: tuple[Array, Array]
+) -> tuple[Array, Array]:
+    x, w = primals
+    dx, dw = tangents
+    y = _forward(x, w, stride, padding)
+    parts = []
+    if not isinstance(dx, SymbolicZero):
+        parts.append(_input_tangent(dx, w, stride, padding))
+    if not isinstance(dw, SymbolicZero):
+        parts.append(_forward(x, dw, stride, padding))
+    dy = functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(y)
+    return y, dy
 
 
 class Conv2d(eqx.Module):
@@ -101,8 +194,11 @@ class Conv2d(eqx.Module):
         self.padding = ((padding, padding), (padding, padding))
 
     def __call__(self, x: Float[Array, "ci h w"]) -> Float[Array, "co ho wo"]:
-        # Computed as NHWC / HWIO (see the module doc); XLA cancels the transposes between layers.
+        return jnp.transpose(self.hwc(jnp.transpose(x, (1, 2, 0))), (2, 0, 1))
+
+    def hwc(self, x: Float[Array, "h w ci"]) -> Float[Array, "ho wo co"]:
+        """The same convolution on a channels-last example (H, W, C), for a network that keeps its
+        activations channels-last: no transposes between layers (each one a copy on XLA:CPU)."""
         w = jnp.transpose(self.weight, (2, 3, 1, 0))
-        y = conv2d(jnp.transpose(x, (1, 2, 0))[None], w, self.stride, self.padding)[0]
-        y = jnp.transpose(y, (2, 0, 1))
-        return y if self.bias is None else y + self.bias
+        y = conv2d(x[None], w, self.stride, self.padding)[0]
+        return y if self.bias is None else y + self.bias.reshape(1, 1, -1)

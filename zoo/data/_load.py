@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 
 from .._errors import DataError
-from . import _cifar10, _fashion_mnist, _mnist, _omniglot, _toy
+from . import _cifar10, _fashion_mnist, _mnist, _omniglot, _quantize, _toy
 from ._dataset import Dataset
 from ._tfds import load_tfds
 
@@ -22,6 +22,7 @@ _FILE_SETS: dict[str, tuple[tuple[str, ...], _Loader]] = {
     "fashion_mnist": (_fashion_mnist.SPLITS, _fashion_mnist.load_fashion_mnist),
     "omniglot": (_omniglot.SPLITS, _omniglot.load_omniglot),
     "cifar10": (_cifar10.SPLITS, _cifar10.load_cifar10),
+    "mnist_k4": (_mnist.MNIST_SPLITS, _quantize.load_mnist_k4),
 }
 _SOURCES = ("local", "tfds")
 

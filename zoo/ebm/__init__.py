@@ -1,6 +1,6 @@
-"""Deep energy-based models on binary data (Grathwohl et al., 2021, "Oops I Took A Gradient"):
-Bernoulli RBM, lattice Ising model and ResNet EBM, trained by PCD with Gibbs-with-Gradients
-and evaluated by AIS."""
+"""Deep energy-based models on binary and categorical data (Grathwohl et al., 2021, "Oops I Took A
+Gradient"): Bernoulli RBM, lattice Ising model, ResNet EBM and categorical (one-hot) MLP EBM, trained
+by PCD with Gibbs-with-Gradients and evaluated by AIS."""
 
 from .._registry import ModelEntry, Preset, register_model, register_preset
 from .._train import TrainConfig
@@ -13,7 +13,17 @@ from ._ais import (
     bootstrap_std as bootstrap_std,
     log_likelihood_summary as log_likelihood_summary,
 )
-from ._config import RBMConfig as RBMConfig, ResNetEBMConfig as ResNetEBMConfig
+from ._categorical_ebm import (
+    CategoricalEBM as CategoricalEBM,
+    CategoricalMLP as CategoricalMLP,
+    CategoricalMLPTarget as CategoricalMLPTarget,
+    categorical_data_logits as categorical_data_logits,
+)
+from ._config import (
+    CategoricalEBMConfig as CategoricalEBMConfig,
+    RBMConfig as RBMConfig,
+    ResNetEBMConfig as ResNetEBMConfig,
+)
 from ._erdos_renyi import erdos_renyi_coupling as erdos_renyi_coupling, erdos_renyi_ising as erdos_renyi_ising
 from ._fhmm import FHMM as FHMM, FHMMPosterior as FHMMPosterior
 from ._ising import IsingTarget as IsingTarget, lattice_coupling as lattice_coupling, lattice_ising as lattice_ising
@@ -29,6 +39,7 @@ from ._pcd import (
     PCDTrainer as PCDTrainer,
     data_mean_logits as data_mean_logits,
     init_buffer as init_buffer,
+    initial_chains as initial_chains,
     pcd_loss as pcd_loss,
 )
 from ._potts import (
@@ -99,8 +110,8 @@ register_preset(
         name="ebm/resnet-rbm-binarized-mnist",
         config=ResNetEBMConfig(channels=16, num_blocks=2, base_dist=False, rbm_hidden=500, buffer_init_sweeps=200,
                                gibbs_mh_steps=3, gwg_steps_per_cycle=3, sampling_steps=2, buffer_size=2000,
-                               reinit_freq=0.0, l2=0.01, sample_steps=1000, ais_steps=20000, ais_chains=100,
-                               ais_path="rbm"),
+                               reinit_freq=0.0, l2=0.01, sample_steps=1000, sample_init="noise", ais_steps=20000,
+                               ais_chains=100, ais_path="rbm"),
         train=TrainConfig(steps=8000, batch_size=100, learning_rate=2e-4, warmup_steps=200, ema_decay=0.999,
                           log_every=50, checkpoint_every=250, keep_checkpoints=2),
         dataset="binarized_mnist",
@@ -119,6 +130,29 @@ register_model(
         "with Gibbs-with-Gradients and block-Gibbs-proposal MH",
         hub_repo="stein-zoo/ebm-gwg-binarized-mnist",
         preset="ebm/resnet-rbm-binarized-mnist",
+    )
+)
+register_preset(
+    Preset(
+        name="ebm/categorical-mnist-k4",
+        config=CategoricalEBMConfig(num_positions=784, num_values=4, hidden=128, num_layers=2, sampling_steps=20,
+                                    buffer_size=1000, sample_steps=20000, ais_steps=50000, ais_chains=100),
+        train=TrainConfig(steps=10000, batch_size=100, learning_rate=3e-4, warmup_steps=500, ema_decay=0.999,
+                          log_every=50, checkpoint_every=250, keep_checkpoints=2),
+        dataset="mnist_k4",
+        tags=("gibbs-with-gradients", "categorical"),
+        summary="Categorical EBM (MLP energy 3136-128-128-1 on one-hot pixels plus the data-marginal base) on MNIST "
+        "quantised to 4 grey levels, PCD with 20 categorical GWG steps per update, replay buffer 1000",
+    )
+)
+register_model(
+    ModelEntry(
+        name="ebm-categorical-mnist-k4",
+        family="ebm",
+        dataset="mnist_k4",
+        summary="Categorical EBM (MLP energy on one-hot pixels plus the data-marginal base) on MNIST quantised to 4 "
+        "grey levels, trained by PCD with categorical Gibbs-with-Gradients",
+        preset="ebm/categorical-mnist-k4",
     )
 )
 register_model(

@@ -1,8 +1,10 @@
 """Annealed importance sampling with GWG transitions, for log Z and held-out log-likelihood.
 
 Intermediate targets ``f_beta(x) = (1 - beta) log p0(x) + beta f(x)`` between a
-normalised Bernoulli base ``p0`` (logits ``base_logits``, e.g. the data mean) and the
-unnormalised target ``f``, on a linear schedule ``beta_t = t / T``. Each chain starts
+normalised base ``p0`` and the unnormalised target ``f``: on binary states ``(D,)`` a product
+of Bernoullis (logits ``base_logits`` ``(D,)``, e.g. the data mean), on one-hot states
+``(D, K)`` a product of categoricals (logits ``base_logits`` ``(D, K)``, with categorical GWG
+transitions by default), on a linear schedule ``beta_t = t / T``. Each chain starts
 from ``p0`` with log-weight 0 and, at every step, adds ``(beta_t - beta_{t-1}) (f(x) -
 log p0(x))`` and then takes one MCMC step leaving ``f_{beta_t}`` invariant. ``log Z`` is
 estimated by the log-mean-exp of the final log-weights (unbiased for ``Z``); the spread
@@ -26,15 +28,24 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from .. import samplers
 
 
-class AnnealedTarget(samplers.AbstractBinaryTarget):
+class AnnealedTarget(samplers.AbstractBinaryTarget, samplers.AbstractCategoricalTarget):
     """``(1 - beta) log p0(x) + beta f(x)``; cache: the inner target's cache and gradient,
-    so changing `beta` costs nothing."""
+    so changing `beta` costs nothing. Binary (``base_logits`` ``(D,)``, Bernoulli base, `flip`)
+    or categorical (``base_logits`` ``(D, K)``, a categorical per position, `change`)."""
 
-    base_logits: Float[Array, " D"]
-    inner: samplers.AbstractBinaryTarget
+    base_logits: Float[Array, " D"] | Float[Array, "D K"]
+    inner: samplers.AbstractDiscreteTarget
     beta: Float[Array, ""]
 
-    def base_log_prob(self, x: Float[Array, " D"]) -> Float[Array, ""]:
+    def _base_grad(self) -> Array:
+        """``grad log p0``: the logits (binary) or the log-probabilities (categorical)."""
+        if self.base_logits.ndim == 2:
+            return jax.nn.log_softmax(self.base_logits, axis=-1)
+        return self.base_logits
+
+    def base_log_prob(self, x: Array) -> Float[Array, ""]:
+        if self.base_logits.ndim == 2:
+            return jnp.sum(x * self._base_grad())
         return jnp.sum(x * self.base_logits - jax.nn.softplus(self.base_logits))
 
     def init(self, x):
@@ -45,10 +56,14 @@ class AnnealedTarget(samplers.AbstractBinaryTarget):
         return (1 - self.beta) * self.base_log_prob(x) + self.beta * self.inner.log_prob(x, cache[0])
 
     def grad(self, x, cache):
-        return (1 - self.beta) * self.base_logits + self.beta * cache[1]
+        return (1 - self.beta) * self._base_grad() + self.beta * cache[1]
 
     def flip(self, x, cache, idx: Int[Array, " n"], first: Array):
         x_new, c, g = self.inner.flip_and_grad(x, cache[0], idx, first)
+        return x_new, (c, g)
+
+    def change(self, x, cache, idx: Int[Array, " n"], values: Int[Array, " n"], first: Array):
+        x_new, c, g = self.inner.change_and_grad(x, cache[0], idx, values, first)
         return x_new, (c, g)
 
 
@@ -93,11 +108,14 @@ def annealed_step(
     at `x` (valid at every beta); returns the new point, its cache and the step's statistics.
     GWG's proposal is recomputed at `at`'s temperature."""
     if isinstance(sampler, samplers.GWG):
-        inner_state = samplers.GWGState(cache=cache, log_q=sampler.proposal_logits(x, at.grad(x, cache)))
+        inner_state = sampler.state_at(at, x, cache)
+    elif isinstance(sampler, samplers.CategoricalGWG):
+        inner_state = samplers.CategoricalGWGState(cache=cache, log_q=sampler.proposal_logits(x, at.grad(x, cache)))
     else:
         inner_state = cache
     x, inner_state, info = sampler.step(at, x, inner_state, key=key)
-    cache = inner_state.cache if isinstance(sampler, samplers.GWG) else inner_state
+    gwg = isinstance(sampler, (samplers.GWG, samplers.CategoricalGWG))
+    cache = inner_state.cache if gwg else inner_state
     return x, cache, info
 
 
@@ -115,20 +133,31 @@ def ais(
     key: PRNGKeyArray,
     sampler: samplers.AbstractSampler | None = None,
 ) -> AISResult:
-    """AIS from the Bernoulli base with logits `base_logits` to `target` (a log-density
-    callable on one example or an `AbstractBinaryTarget`), driven by `zoo.samplers.run`.
+    """AIS from the base with logits `base_logits` to `target` (a log-density callable on one
+    example or an `AbstractDiscreteTarget`), driven by `zoo.samplers.run`.
 
+    - `base_logits`: ``(D,)``, a Bernoulli base on binary states; ``(D, K)``, a product of
+      categoricals on one-hot states ``(D, K)`` (``softmax`` of each row).
     - `num_steps`: intermediate distributions (MCMC transitions); `num_chains`: chains.
-    - `sampler`: the transition kernel (default `GWG()`; any binary sampler whose state is
-      the target cache, e.g. `RandomScanGibbs`, also works).
+    - `sampler`: the transition kernel (default `GWG()`, or `CategoricalGWG()` on one-hot
+      states; any sampler of the state kind whose state is the target cache, e.g.
+      `RandomScanGibbs` or `CategoricalGibbs`, also works).
     All steps run in one jitted `lax.scan` of the shared driver.
     """
-    sampler = samplers.GWG() if sampler is None else sampler
-    inner = samplers.as_binary_target(target)
     base_logits = jnp.asarray(base_logits, jnp.float32)
     k0, k1 = jax.random.split(key)
-    p0 = jax.nn.sigmoid(base_logits)[None, :]
-    x = jax.random.bernoulli(k0, p0, (num_chains, base_logits.shape[0])).astype(jnp.float32)
+    if base_logits.ndim == 2:  # one-hot states, a product of categoricals
+        sampler = samplers.CategoricalGWG() if sampler is None else sampler
+        inner = samplers.as_categorical_target(target)
+        v = jax.random.categorical(k0, base_logits, axis=-1, shape=(num_chains, base_logits.shape[0]))
+        x = jax.nn.one_hot(v, base_logits.shape[1], dtype=jnp.float32)
+    elif base_logits.ndim == 1:
+        sampler = samplers.GWG() if sampler is None else sampler
+        inner = samplers.as_binary_target(target)
+        p0 = jax.nn.sigmoid(base_logits)[None, :]
+        x = jax.random.bernoulli(k0, p0, (num_chains, base_logits.shape[0])).astype(jnp.float32)
+    else:
+        raise ValueError(f"base_logits must be (D,) (binary) or (D, K) (one-hot states), got {base_logits.shape}")
     logw = jnp.zeros((num_chains,), jnp.float32)
     betas = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32)
     x, logw = _run_ais(AISKernel(sampler, base_logits, betas), inner, x, logw, num_steps, k1)

@@ -21,6 +21,11 @@ def _check_ais_path(path: str) -> None:
         raise ConfigError(f"ais_path must be 'geometric' or 'rbm', got {path!r}")
 
 
+def _check_sample_init(init: str) -> None:
+    if init not in ("base", "noise"):
+        raise ConfigError(f"sample_init must be 'base' or 'noise', got {init!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RBMConfig(AbstractConfig):
     """A Bernoulli RBM and its PCD / sampling / AIS settings."""
@@ -40,6 +45,9 @@ class RBMConfig(AbstractConfig):
     l2: float = 0.0
     # sampling / evaluation
     sample_steps: int = 1000  # block-Gibbs sweeps for `sample`
+    # where `sample` starts its chains: "base", the data-mean Bernoulli; "noise", independent pixels at the data's
+    # mean pixel rate (the same for every pixel, so no digit-shaped start)
+    sample_init: str = "base"
     ais_steps: int = 20000
     ais_chains: int = 100
     # "geometric": from the base to f with GWG transitions (`zoo.ebm.ais`); "rbm": the RBM's own path, scaled joint
@@ -48,6 +56,7 @@ class RBMConfig(AbstractConfig):
 
     def __post_init__(self) -> None:
         _check_ais_path(self.ais_path)
+        _check_sample_init(self.sample_init)
         cls = SAMPLERS.get(self.train_sampler)  # a ConfigError naming the samplers for an unknown name
         if not issubclass(cls, BINARY_SAMPLERS):
             raise ConfigError(
@@ -87,6 +96,7 @@ class ResNetEBMConfig(AbstractConfig):
     l2: float = 0.0  # penalty on the squared network output (not the base term)
     # sampling / evaluation
     sample_steps: int = 2000
+    sample_init: str = "base"  # "base" (data-mean Bernoulli) or "noise" (every pixel at the data's mean rate)
     ais_steps: int = 10000
     ais_chains: int = 100
     # "geometric": from the base to f with GWG transitions (`zoo.ebm.ais`); "rbm" (rbm_hidden > 0): the RBM term's
@@ -95,6 +105,7 @@ class ResNetEBMConfig(AbstractConfig):
 
     def __post_init__(self) -> None:
         _check_ais_path(self.ais_path)
+        _check_sample_init(self.sample_init)
         if self.ais_path == "rbm" and not self.rbm_hidden:
             raise ConfigError("ais_path='rbm' anneals the RBM term: it needs rbm_hidden > 0 (else 'geometric')")
         if self.rbm_hidden < 0:
@@ -109,3 +120,40 @@ class ResNetEBMConfig(AbstractConfig):
             raise ConfigError(f"gwg_steps_per_cycle must be >= 1, got {self.gwg_steps_per_cycle}")
         if self.buffer_init_sweeps and not self.rbm_hidden:
             raise ConfigError("buffer_init_sweeps runs block Gibbs on the RBM term: it needs rbm_hidden > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalEBMConfig(AbstractConfig):
+    """A deep EBM on categorical data (one-hot states: ``num_positions`` x ``num_values``) and its
+    PCD / sampling / AIS settings."""
+
+    family: ClassVar[str] = "ebm"
+    type_name: ClassVar[str] = "ebm.CategoricalEBMConfig"
+
+    num_positions: int = 784  # D
+    num_values: int = 4  # K
+    image_shape: tuple[int, ...] | None = (28, 28, 1)  # how states are shown as grey images (None: not images)
+    hidden: int = 128  # width of the MLP's hidden layers
+    num_layers: int = 2  # hidden layers (the first reads the one-hot input)
+    base_dist: bool = True  # add the frozen data-marginal term sum_i log p0_i(x_i) to the energy
+    # PCD
+    sampling_steps: int = 20  # categorical GWG steps per parameter update
+    num_changes: int = 1  # changes per GWG proposal
+    buffer_size: int = 1000
+    reinit_freq: float = 0.0
+    l2: float = 0.0  # penalty on the squared network output (not the base term)
+    # sampling / evaluation
+    sample_steps: int = 2000
+    ais_steps: int = 10000
+    ais_chains: int = 100
+
+    def __post_init__(self) -> None:
+        if self.num_positions < 1 or self.num_values < 2:
+            raise ConfigError(f"need num_positions >= 1 and num_values >= 2, got {self.num_positions}, "
+                              f"{self.num_values}")
+        if self.hidden < 1 or self.num_layers < 1:
+            raise ConfigError(f"need hidden >= 1 and num_layers >= 1, got {self.hidden}, {self.num_layers}")
+        if not 0.0 <= self.reinit_freq <= 1.0:
+            raise ConfigError(f"reinit_freq is a probability, got {self.reinit_freq}")
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.num_positions:
+            raise ConfigError(f"image_shape {self.image_shape} does not have {self.num_positions} pixels")

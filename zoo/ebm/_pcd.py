@@ -44,6 +44,17 @@ def init_buffer(base_logits: Array, size: int, *, key: PRNGKeyArray) -> PCDState
     return PCDState(buffer=x.astype(jnp.float32))
 
 
+def initial_chains(base_logits: Float[Array, " D"], n: int, init: str, *, key: PRNGKeyArray) -> Float[Array, "n D"]:
+    """`n` chain starts for sampling: draws from the Bernoulli with logits `base_logits` (``init="base"``,
+    the data-mean image's shape), or independent pixels all at its mean rate (``"noise"``)."""
+    p = jax.nn.sigmoid(jnp.asarray(base_logits, jnp.float32))
+    if init == "noise":
+        p = jnp.full_like(p, jnp.mean(p))
+    elif init != "base":
+        raise ValueError(f"init must be 'base' or 'noise', got {init!r}")
+    return jax.random.bernoulli(key, p[None, :], (n, p.shape[0])).astype(jnp.float32)
+
+
 def frozen(model: Any) -> Any:
     """`model` with `stop_gradient` on every inexact array (for sampling inside a loss)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)

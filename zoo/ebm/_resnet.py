@@ -19,7 +19,7 @@ from .._conv import Conv2d
 from .._errors import DataError
 from .._model import clip_images, model_for
 from ._config import ResNetEBMConfig
-from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, init_buffer, pcd_loss
+from ._pcd import AbstractPCDModel, PCDState, data_mean_logits, init_buffer, initial_chains, pcd_loss
 from ._rbm import RBM, RBMTarget
 
 
@@ -34,9 +34,10 @@ class _Block(eqx.Module):
         self.conv2 = Conv2d(channels, channels, 3, padding=1, key=k2)
         self.shortcut = Conv2d(channels, channels, 1, stride=stride, key=k3) if stride != 1 else None
 
-    def __call__(self, h: Float[Array, "c h w"]) -> Float[Array, "c h2 w2"]:
-        out = self.conv2(jax.nn.silu(self.conv1(h)))
-        out = out + (self.shortcut(h) if self.shortcut is not None else h)
+    def __call__(self, h: Float[Array, "h w c"]) -> Float[Array, "h2 w2 c"]:
+        """On a channels-last feature map (see `ResNetEBM.net`)."""
+        out = self.conv2.hwc(jax.nn.silu(self.conv1.hwc(h)))
+        out = out + (self.shortcut.hwc(h) if self.shortcut is not None else h)
         return jax.nn.silu(out)
 
 
@@ -116,11 +117,13 @@ class ResNetEBM(AbstractPCDModel):
         return jnp.sum(x * logits - jax.nn.softplus(logits))
 
     def net(self, x: Float[Array, " D"]) -> Float[Array, ""]:
+        # Channels-last throughout (`Conv2d.hwc`): the same numbers as the (C, H, W) layers, without
+        # the transposes XLA:CPU would copy the activations through around every convolution.
         s = self.config.image_size
-        h = self.proj(x.reshape(1, s, s))
+        h = self.proj.hwc(x.reshape(s, s, 1))
         for block in self.blocks:
             h = block(h)
-        return self.head(jnp.mean(h, axis=(1, 2)))
+        return self.head(jnp.mean(h, axis=(0, 1)))
 
     def log_prob(self, x: Float[Array, " D"]) -> Float[Array, ""]:
         """Unnormalised log-density of one flat binary image."""
@@ -193,10 +196,11 @@ class ResNetEBM(AbstractPCDModel):
         key: PRNGKeyArray,
     ) -> Float[Array, "n h w 1"]:
         """`n` images: `num_steps` (default ``config.sample_steps``) steps of `sampler` (default:
-        GWG) from the base distribution."""
+        the default sampler) from ``config.sample_init``: the data-mean Bernoulli ("base") or noise at
+        the data's mean pixel rate ("noise")."""
         sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
-        x0 = jax.random.bernoulli(k0, jax.nn.sigmoid(self.base_logits)[None, :], (n, self.dim)).astype(jnp.float32)
+        x0 = initial_chains(self.base_logits, n, self.config.sample_init, key=k0)
         out = _run(self, sampler, x0, num_steps or self.config.sample_steps, k1)
         s = self.config.image_size
         return out.reshape(n, s, s, 1)

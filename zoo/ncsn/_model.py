@@ -99,15 +99,17 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         return self._annealed(samplers.AnnealedLangevinInterpolation, denoise=False)
 
     def sample(
-        self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, key: PRNGKeyArray
+        self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, progress: bool = False,
+        key: PRNGKeyArray,
     ) -> Float[Array, "n h w c"]:
         """`n` images by annealed Langevin from U[0, 1] with `sampler` (default: the config's;
-        the state is not clipped, `to_images` clips for display)."""
-        return self.sample_chain(n, sampler=sampler, key=key).final
+        the state is not clipped, `to_images` clips for display). `progress`: a progress bar
+        (`zoo.samplers.run`; called outside `jit`, the chain then runs step by step from the host)."""
+        return self.sample_chain(n, sampler=sampler, progress=progress, key=key).final
 
     def sample_chain(
         self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, snapshots: int | None = None,
-        key: PRNGKeyArray,
+        progress: bool = False, key: PRNGKeyArray,
     ) -> samplers.ChainResult:
         """The full chain (``sampler.num_steps`` transitions); with ``snapshots=k`` also k evenly
         spaced states ``(k, n, h, w, c)`` (``num_steps`` must then be a multiple of k)."""
@@ -121,7 +123,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
             )
         thin = sampler.num_steps // snapshots if snapshots else 1
         return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True,
-                            thin=thin, save=bool(snapshots))
+                            thin=thin, save=bool(snapshots), progress=progress)
 
     def inpaint(
         self, observed: Float[Array, "n h w c"], mask: Float[Array, "n h w c"], *,

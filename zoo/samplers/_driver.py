@@ -104,7 +104,12 @@ def run(
     - `burn_in`: transitions discarded before saving and averaging statistics.
     - `thin`: save every `thin`-th state.
     - `save`: whether to return the saved states (they cost memory).
-    - `progress`: show a progress bar (or pass a `ProgressMeter`).
+    - `progress`: show a progress bar (or pass a `ProgressMeter`). With ``progress=True``
+      and ``save=False`` outside `jit` (concrete `x0` and `key`), the chain runs as a host
+      loop of jitted transitions (`_run_on_host`: the same keys, so the same chain) and the
+      bar is drawn from the host: no callback inside the compiled step, whose first call is
+      not counted in the bar's rate (its ETA is the sampling time left) and which JAX's
+      persistent compilation cache can keep (it never keeps a program with a host callback).
     - `unroll`: transitions per iteration of the compiled loop (passed to `lax.scan`;
       the chain is the same for every value). ``unroll >= max(burn_in, num_steps)`` (with
       ``thin=1``) compiles straight-line code with no loop: XLA:CPU runs convolutional
@@ -122,6 +127,8 @@ def run(
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
     if isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+    if progress is True and not save and not _is_traced((x0, key)):
+        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched)
     meter = (
         progress
         if isinstance(progress, ProgressMeter)
@@ -152,3 +159,77 @@ def run(
     else:
         result = _chain(sampler, target, x0, key, num_saved, burn_in, thin, save, meter, unroll)
     return result
+
+
+def _is_traced(tree: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _step_keys(key: PRNGKeyArray, burn_in: int, num_steps: int, thin: int) -> PRNGKeyArray:
+    """The key of each of one chain's ``burn_in + num_steps`` transitions, as `_chain` draws them."""
+    key_burn, key_main = jax.random.split(key)
+    main = jax.vmap(lambda k: jax.random.split(k, thin))(jax.random.split(key_main, num_steps // thin))
+    return jnp.concatenate([jax.random.split(key_burn, burn_in), main.reshape(-1)])
+
+
+@eqx.filter_jit
+def _all_step_keys(key: PRNGKeyArray, n: int | None, burn_in: int, num_steps: int, thin: int) -> PRNGKeyArray:
+    """``(chains, transitions)`` keys: each chain's `_step_keys` (one chain when `n` is None)."""
+    if n is None:
+        return _step_keys(key, burn_in, num_steps, thin)[None]
+    return jax.vmap(lambda k: _step_keys(k, burn_in, num_steps, thin))(jax.random.split(key, n))
+
+
+@eqx.filter_jit
+def _init(sampler: AbstractSampler, target: Any, x0: PyTree[Array], batched: bool) -> Any:
+    def init(x):
+        return sampler.init(target, x)
+
+    return (jax.vmap(init) if batched else init)(x0)
+
+
+@eqx.filter_jit
+def _transition(sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, key: PRNGKeyArray, batched: bool):
+    """One transition of every chain."""
+
+    def step(x, s, k):
+        return sampler.step(target, x, s, key=k)
+
+    return (jax.vmap(step) if batched else step)(x, state, key)
+
+
+@jax.jit
+def _accumulate(info_sum: dict[str, Array], info: dict[str, Array], counted: Array) -> dict[str, Array]:
+    return jax.tree.map(lambda a, b: a + jnp.where(counted, b, jnp.zeros_like(b)).astype(a.dtype), info_sum, info)
+
+
+def _committed(tree: Any) -> Any:
+    """`tree` with its arrays committed to where they are, like the outputs of a jitted function
+    (so that the first call of `_transition` compiles the program of all the others)."""
+    return jax.tree.map(lambda v: jax.device_put(v, getattr(v, "sharding", None)), tree)
+
+
+def _run_on_host(
+    sampler: AbstractSampler, target: Any, x0: PyTree[Array], key: PRNGKeyArray, num_steps: int, burn_in: int,
+    thin: int, batched: bool,
+) -> ChainResult:
+    """`run` with ``save=False`` and a progress bar, as a host loop over jitted transitions."""
+    from .._progress import tqdm_bar
+
+    n = jax.tree_util.tree_leaves(x0)[0].shape[0] if batched else None
+    keys = _all_step_keys(key, n, burn_in, num_steps, thin)
+    x, state = _committed((x0, _init(sampler, target, x0, batched)))
+    total, bar, info_sum = burn_in + num_steps, None, None
+    for i in range(total):
+        x, state, info = _transition(sampler, target, x, state, keys[:, i] if batched else keys[0, i], batched)
+        if info_sum is None:  # the sums in the dtype `_chain` gives them (bool statistics count as int)
+            info_sum = _committed(jax.tree.map(lambda v: jnp.zeros(v.shape, jax.eval_shape(jnp.sum, v).dtype), info))
+        if info:
+            info_sum = _accumulate(info_sum, info, jnp.asarray(i >= burn_in))
+        jax.block_until_ready(x)
+        if bar is None:  # after the first transition, which compiles
+            bar = tqdm_bar(total, desc=type(sampler).__name__, initial=i + 1)
+        else:
+            bar.update(1)
+    bar.close()
+    return ChainResult(final=x, samples=None, info=jax.tree.map(lambda v: v / num_steps, info_sum))

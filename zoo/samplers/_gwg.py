@@ -14,6 +14,12 @@ sequence is an auxiliary variable: flipping the same set from ``x'`` returns to 
 
 is an exact Metropolis-Hastings correction for any number of flips (``num_flips=1`` is the
 paper's sampler).
+
+Cost of a step: the state keeps ``f(x)``, the target's cache and ``q(. | x)`` itself (the
+probabilities that are sampled), so a step evaluates the target once, at the proposed point
+(`AbstractBinaryTarget.log_prob_and_grad`, one ``chains x H x D`` product for an RBM), draws
+from ``q`` without exponentiating it again, and gets its uniforms from one fused threefry
+kernel (`uniform`).
 """
 
 from __future__ import annotations
@@ -61,6 +67,11 @@ class AbstractBinaryTarget(AbstractDiscreteTarget):
         """`flip`, then the gradient at the new point (override to fuse the two)."""
         x_new, cache_new = self.flip(x, cache, idx, first)
         return x_new, cache_new, self.grad(x_new, cache_new)
+
+    def log_prob_and_grad(self, x: Binary, cache: PyTree) -> tuple[Float[Array, ""], Binary]:
+        """``(f(x), grad f(x))`` from the cache at `x`: what GWG evaluates once per step (override
+        to share work between the two, as `zoo.ebm.RBMTarget` does)."""
+        return self.log_prob(x, cache), self.grad(x, cache)
 
 
 class LogDensity(AbstractBinaryTarget, AbstractCategoricalTarget):
@@ -112,28 +123,80 @@ def first_occurrence(idx: Int[Array, " n"]) -> Array:
 
 
 class GWGState(eqx.Module):
-    """The target's cache at the current point and the log-proposal ``log q(. | x)``."""
+    """The target's cache at the current point, ``f(x)`` and the proposal ``q(. | x)``."""
 
     cache: PyTree
-    log_q: Binary
+    log_p: Float[Array, ""]
+    q: Binary  # probabilities over the D coordinates, exactly those `sample_from_probs` draws from
+
+    @property
+    def log_q(self) -> Binary:
+        """``log q(. | x)`` (``-inf`` where ``q`` underflows to 0: such a coordinate is never drawn)."""
+        return jnp.log(self.q)
 
 
-def sample_indices(log_q: Binary, u: Float[Array, " n"]) -> Int[Array, " n"]:
-    """Inverse-CDF draws from ``exp(log_q)`` for uniforms `u`: one uniform per index instead
-    of the D Gumbel variates of `jax.random.categorical`. The search is two-level (blocks of
-    ~sqrt(D) coordinates, then within the chosen block), O(D) work: a flat `jnp.cumsum` over
-    D lowers to an O(D^2) reduce-window on XLA:CPU."""
-    d = log_q.shape[0]
+def _threefry2x32(k1: Array, k2: Array, x1: Array, x2: Array) -> tuple[Array, Array]:
+    """The Threefry-2x32 hash (20 rounds), as `jax.random`'s threefry implementation computes it."""
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            x1 = x1 + x2
+            x2 = x1 ^ ((x2 << jnp.uint32(r)) | (x2 >> jnp.uint32(32 - r)))
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x1, x2
+
+
+def uniform(key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
+    """``jax.random.uniform(key, (n,))``, bit for bit, computed by one fused kernel.
+
+    XLA:CPU compiles JAX's threefry hash as a rolled loop of five iterations, several small
+    kernels each, which costs a few percent of a GWG step on the 784x500 RBM for its two
+    uniforms. This is the same hash, unrolled (same key, same counters, same bits-to-float
+    conversion; tested against `jax.random.uniform`), which XLA fuses into its consumers. Keys of
+    other implementations (``rbg``, ``unsafe_rbg``) and the non-partitionable threefry mode go to
+    `jax.random.uniform`.
+    """
+    if str(jax.random.key_impl(key)) != "threefry2x32" or not jax.config.jax_threefry_partitionable:
+        return jax.random.uniform(key, (n,), jnp.float32)
+    k = jax.random.key_data(key)
+    b1, b2 = _threefry2x32(k[0], k[1], jnp.zeros((n,), jnp.uint32), jnp.arange(n, dtype=jnp.uint32))
+    mantissa = ((b1 ^ b2) >> jnp.uint32(9)) | jnp.uint32(0x3F800000)  # a float in [1, 2)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def _prefix_sums(p: Float[Array, "... m"]) -> Float[Array, "... m"]:
+    """Inclusive prefix sums along the last axis, as one product with a triangular matrix of
+    ones (the sizes here are ~sqrt(D)); XLA:CPU lowers `jnp.cumsum` to a quadratic reduce-window
+    and `lax.associative_scan` to a chain of small kernels, both slower."""
+    m = p.shape[-1]
+    return jnp.dot(p, jnp.triu(jnp.ones((m, m), p.dtype)), precision=jax.lax.Precision.HIGHEST)
+
+
+def sample_from_probs(p: Float[Array, " D"], u: Float[Array, " n"]) -> Int[Array, " n"]:
+    """Inverse-CDF draws from the probabilities ``p / sum(p)`` for uniforms `u`: one uniform per
+    index instead of the D Gumbel variates of `jax.random.categorical`. The search is two-level
+    (blocks of ~sqrt(D) coordinates, then within the chosen block), O(D) work: a flat prefix sum
+    over D lowers to O(D^2) work on XLA:CPU. A coordinate with ``p = 0`` is drawn only by
+    rounding at a CDF boundary or by ``u = 0``; `GWG.propose` rejects such a draw."""
+    d = p.shape[0]
     b = max(1, math.isqrt(d - 1) + 1) if d > 1 else 1
     nb = -(-d // b)
-    p = jnp.pad(jnp.exp(log_q), (0, nb * b - d)).reshape(nb, b)
-    block_cdf = jax.lax.associative_scan(jnp.add, jnp.sum(p, axis=1))
+    p = jnp.pad(p, (0, nb * b - d)).reshape(nb, b)
+    block_cdf = _prefix_sums(jnp.sum(p, axis=1))
     t = u * block_cdf[-1]
     blk = jnp.minimum(jnp.sum(block_cdf[None, :] < t[:, None], axis=1), nb - 1)
     before = jnp.where(blk > 0, block_cdf[jnp.maximum(blk - 1, 0)], 0.0)
-    row_cdf = jax.lax.associative_scan(jnp.add, p[blk], axis=1) + before[:, None]
+    row_cdf = _prefix_sums(p[blk]) + before[:, None]
     j = jnp.minimum(jnp.sum(row_cdf < t[:, None], axis=1), b - 1)
     return jnp.minimum(blk * b + j, d - 1)
+
+
+def sample_indices(log_q: Binary, u: Float[Array, " n"]) -> Int[Array, " n"]:
+    """`sample_from_probs` for log-probabilities `log_q`."""
+    return sample_from_probs(jnp.exp(log_q), u)
 
 
 def gwg_mh_step(
@@ -143,7 +206,7 @@ def gwg_mh_step(
     draw `num_changes` indices from ``softmax(log_q)``, ``propose(indices) -> (log alpha, x',
     state')``, accept with probability ``min(1, exp(log alpha))``. Returns the new state and
     the acceptance probability."""
-    u = jax.random.uniform(key, (num_changes + 1,), dtype=log_q.dtype)
+    u = uniform(key, num_changes + 1)
     log_alpha, x_new, state_new = propose(sample_indices(log_q, u[:-1]))
     log_alpha = jnp.minimum(log_alpha, 0.0)
     accept = jnp.log(u[-1]) < log_alpha
@@ -169,30 +232,44 @@ class GWG(AbstractSampler[GWGState]):
 
     def init(self, target: Any, x: Binary) -> GWGState:
         t = as_binary_target(target)
-        cache = t.init(x)
-        return GWGState(cache=cache, log_q=self.proposal_logits(x, t.grad(x, cache)))
+        return self.state_at(t, x, t.init(x))
+
+    def state_at(self, target: Any, x: Binary, cache: PyTree) -> GWGState:
+        """The state at `x` from the target's cache there (e.g. after the target changed, as in AIS)."""
+        log_p, grad = as_binary_target(target).log_prob_and_grad(x, cache)
+        return GWGState(cache=cache, log_p=log_p, q=self.proposal_probs(x, grad))
 
     def proposal_logits(self, x: Binary, grad: Binary) -> Binary:
         """Normalised ``log q(. | x)`` over the D coordinates, from ``grad f(x)``."""
         d = -(2 * x - 1) * grad
         return jax.nn.log_softmax(d / self.temperature)
 
+    def proposal_probs(self, x: Binary, grad: Binary) -> Binary:
+        """``q(. | x) = softmax(-(2x - 1) grad f(x) / temperature)``."""
+        return jax.nn.softmax((1 - 2 * x) * grad / self.temperature)
+
     def propose(
         self, target: Any, x: Binary, state: GWGState, idx: Int[Array, " n"]
     ) -> tuple[Float[Array, ""], Binary, GWGState]:
-        """For a given index sequence: ``(log alpha, x', state')`` (the MH log ratio, unclipped)."""
+        """For a given index sequence: ``(log alpha, x', state')`` (the MH log ratio, unclipped;
+        ``-inf`` if ``q(idx | x)`` is 0, a draw that only rounding can produce)."""
         t = as_binary_target(target)
-        first = first_occurrence(idx)
-        x_new, cache_new, grad_new = t.flip_and_grad(x, state.cache, idx, first)
-        log_q_new = self.proposal_logits(x_new, grad_new)
-        log_fwd = jnp.sum(state.log_q[idx])
-        log_rev = jnp.sum(log_q_new[idx])
-        log_alpha = t.log_prob(x_new, cache_new) - t.log_prob(x, state.cache) + log_rev - log_fwd
-        return log_alpha, x_new, GWGState(cache=cache_new, log_q=log_q_new)
+        x_new, cache_new = t.flip(x, state.cache, idx, first_occurrence(idx))
+        new = self.state_at(t, x_new, cache_new)
+        q_fwd, q_rev = state.q[idx], new.q[idx]
+        log_alpha = new.log_p - state.log_p + jnp.sum(jnp.log(q_rev)) - jnp.sum(jnp.log(q_fwd))
+        return jnp.where(jnp.all(q_fwd > 0), log_alpha, -jnp.inf), x_new, new
 
     def step(
         self, target: Any, x: Binary, state: GWGState, *, key: PRNGKeyArray
     ) -> tuple[Binary, GWGState, dict[str, Array]]:
-        propose = lambda idx: self.propose(target, x, state, idx)
-        x_out, state_out, accept_prob = gwg_mh_step(propose, state.log_q, x, state, self.num_flips, key=key)
-        return x_out, state_out, {"accept_prob": accept_prob, "hops": jnp.sum(jnp.abs(x_out - x))}
+        u = uniform(key, self.num_flips + 1)
+        idx = sample_from_probs(state.q, u[:-1])
+        log_alpha, x_new, state_new = self.propose(target, x, state, idx)
+        log_alpha = jnp.minimum(log_alpha, 0.0)
+        accept = jnp.log(u[-1]) < log_alpha
+        state_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), state_new, state)
+        # only the drawn coordinates can change: O(num_flips) work instead of a pass over D
+        x_out = x.at[idx].set(jnp.where(accept, x_new[idx], x[idx]))
+        hops = jnp.where(accept, jnp.sum(first_occurrence(idx)), 0).astype(x.dtype)
+        return x_out, state_out, {"accept_prob": jnp.exp(log_alpha), "hops": hops}
