@@ -12,12 +12,33 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import itertools  # noqa: E402
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# One JAX persistent compilation cache per test run, shared by the xdist workers (the controller makes it and
+# passes it on in the environment; removed at the end): tests that build the same program in fresh closures
+# (train then resume, save then load then sample) compile it once. Never the user's cache.
+_RUN_CACHE_ENV = "ZOO_TEST_RUN_JAX_CACHE"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and _RUN_CACHE_ENV not in os.environ:
+        os.environ[_RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="zoo-test-jax-cache-")
+        config._zoo_run_cache = os.environ[_RUN_CACHE_ENV]
+    jax.config.update("jax_compilation_cache_dir", os.environ[_RUN_CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_zoo_run_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_RUN_CACHE_ENV, None)
 # Not "strict": optax (0.2.8) itself mixes Python floats with int32 step counts.
 jax.config.update("jax_numpy_dtype_promotion", "standard")
 
@@ -80,3 +101,16 @@ def hub_env(hub, tmp_path, monkeypatch):
     # With telemetry on, the client's user agent asks huggingface.co for a registry of AI agents.
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
     return hub
+
+
+@pytest.fixture(autouse=True)
+def _one_device_training(request, monkeypatch):
+    """`zoo.train` defaults to a mesh over all devices; tests train on the first of the four virtual devices
+    (one CPU program instead of a 4-way partitioned one: faster to compile and run on the CI's 2 cores).
+    Tests of the data-parallel path (marker ``all_devices``) keep the default."""
+    if request.node.get_closest_marker("all_devices") is not None or os.environ.get("ZOO_TEST_ALL_DEVICES"):
+        return
+    import zoo._train
+
+    full = zoo._train.data_mesh
+    monkeypatch.setattr(zoo._train, "data_mesh", lambda devices=None: full(devices or jax.devices()[:1]))

@@ -16,6 +16,7 @@ from zoo import samplers
 from zoo.data import quantize
 from zoo.ebm import (
     CategoricalEBMConfig,
+    RBMConfig,
     RBMTarget,
     ais,
     bootstrap_std,
@@ -193,3 +194,21 @@ def test_pcd_moves_the_exact_distribution_to_the_data_and_round_trips(getkey, tm
     np.testing.assert_array_equal(jax.vmap(loaded.log_prob)(x), jax.vmap(result.model.log_prob)(x))
     s = loaded.sample(7, key=getkey())
     assert s.shape == (7, d, k) and np.all(np.asarray(s).sum(-1) == 1)
+
+
+@pytest.mark.parametrize("family", ["categorical", "rbm"])
+def test_evaluate_checks_the_data_before_running_ais(family, getkey, monkeypatch):
+    """Data of the wrong size fails at once with a DataError, not after an AIS run."""
+    if family == "categorical":
+        model = CategoricalEBMConfig(num_positions=4, num_values=3, image_shape=None, hidden=4).build(key=getkey())
+    else:
+        model = RBMConfig(visible=4, hidden=2, image_shape=None).build(key=getkey())
+
+    def no_ais(self, **kwargs):
+        raise AssertionError("AIS ran before the data were checked")
+
+    monkeypatch.setattr(type(model), "ais", no_ais)
+    with pytest.raises(zoo.DataError):
+        model.evaluate(np.zeros((3, 5), np.float32), key=getkey())
+    with pytest.raises(AssertionError, match="AIS ran"):  # good data reaches AIS (the patch above)
+        model.evaluate(np.zeros((3, 4), np.float32), key=getkey())

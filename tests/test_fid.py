@@ -331,6 +331,7 @@ def test_fid_of_a_set_with_itself_and_cached_reference_stats(network, reference,
     assert cached.count == 4
 
 
+@pytest.mark.slow
 def test_evaluate_images_of_a_model(network, tmp_path, monkeypatch):
     import dataclasses
     from typing import ClassVar

@@ -244,18 +244,25 @@ def test_sample_indices_is_inverse_cdf(d, getkey):
     assert np.sum(got != expected) <= 2  # float32 vs float64 ties at block edges
 
 
-def test_uniform_is_jax_random_uniform(getkey):
-    """The fused threefry `uniform` draws `jax.random.uniform`'s numbers bit for bit (typed and raw
-    threefry keys, under jit and vmap); other key implementations go to `jax.random.uniform`."""
-    from zoo.samplers._gwg import uniform
+def test_uniform_and_split_are_jax_random(getkey):
+    """The straight-line threefry `uniform` and `split` give `jax.random.uniform`'s numbers and
+    `jax.random.split`'s keys bit for bit (typed and raw threefry keys, under jit and vmap); other
+    key implementations go to `jax.random`."""
+    from zoo.samplers._random import split, uniform
 
-    fast = jax.jit(uniform, static_argnums=1)
+    fast_u, fast_s = jax.jit(uniform, static_argnums=1), jax.jit(split, static_argnums=1)
+    data = jax.random.key_data
     for key in (getkey(), jax.random.PRNGKey(7), jax.random.key(3, impl="rbg")):
         for n in (1, 2, 33):
-            np.testing.assert_array_equal(fast(key, n), jax.random.uniform(key, (n,)))
+            np.testing.assert_array_equal(fast_u(key, n), jax.random.uniform(key, (n,)))
+            got, want = fast_s(key, n), jax.random.split(key, n)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(data(got), data(want))
     keys = jax.random.split(getkey(), 64)
     np.testing.assert_array_equal(jax.jit(jax.vmap(lambda k: uniform(k, 3)))(keys),
                                   jax.vmap(lambda k: jax.random.uniform(k, (3,)))(keys))
+    np.testing.assert_array_equal(data(jax.jit(jax.vmap(lambda k: split(k, 3)))(keys)),
+                                  data(jax.vmap(lambda k: jax.random.split(k, 3))(keys)))
 
 
 def test_sample_from_probs_skips_zero_mass():

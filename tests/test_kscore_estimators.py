@@ -30,7 +30,7 @@ def _grid_points(dtype=jnp.float64):
 
 @pytest.mark.parametrize(
     "estimator",
-    [ks.SSGE(threshold=0.999), ks.NuMethod(lam=1e-3),
+    [pytest.param(ks.SSGE(threshold=0.999), marks=pytest.mark.slow), ks.NuMethod(lam=1e-3),
      pytest.param(ks.Tikhonov(kernel=ks.DiagonalIMQ(), lam=1e-3), marks=pytest.mark.slow),
      pytest.param(ks.Stein(lam=1e-3), marks=pytest.mark.slow)],
     ids=lambda e: type(e).__name__,

@@ -181,6 +181,7 @@ def test_model_interpolate_rejects_bad_input(getkey):
     assert samplers.SAMPLERS.get("annealed_langevin_interpolation") is samplers.AnnealedLangevinInterpolation
 
 
+@pytest.mark.slow
 def test_cli_sample_interpolate(tmp_path, capsys):
     path = zoo.save(_tiny(), tmp_path / "tiny")
     png, npz = tmp_path / "rows.png", tmp_path / "rows.npz"

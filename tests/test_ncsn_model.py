@@ -18,19 +18,18 @@ def _blobs(n, size=12, seed=0):
 
 
 def test_tiny_training_lowers_loss(getkey, tmp_path):
+    """DSM training through the shared driver learns: the mean loss of the last 10 of 40 steps is well below
+    that of the first 10 (the driver's logged window means; no separate loss program to compile)."""
     cfg = NCSNConfig(image_size=12, ngf=4, variant="v1-unconditional", num_scales=4, steps_per_level=2,
                      sampling_rule="technique4", denoise=True)
     model = cfg.build(key=getkey())
     data = _blobs(256)
-    probe = jnp.asarray(data[:64])
-    k = getkey()
-    loss_fn = eqx.filter_jit(lambda m: m.loss(probe, None, key=k)[0])
-    before = float(loss_fn(model))
-    tc = zoo.TrainConfig(steps=40, batch_size=16, learning_rate=3e-3, ema_decay=0.9, log_every=20,
+    tc = zoo.TrainConfig(steps=40, batch_size=16, learning_rate=3e-3, ema_decay=0.9, log_every=10,
                          checkpoint_every=40)
     result = zoo.train(model, data, tc, key=getkey(), workdir=tmp_path / "run")
-    after = float(loss_fn(result.model))
-    assert after < 0.8 * before
+    first, last = result.history[0]["loss"], result.history[-1]["loss"]
+    assert [row["step"] for row in result.history] == [10, 20, 30, 40]
+    assert last < 0.8 * first, (first, last)
 
 
 @pytest.mark.slow

@@ -156,7 +156,7 @@ def test_pseudo_log_likelihood_brute_force(getkey):
         np.testing.assert_allclose(float(model.pseudo_log_likelihood(jnp.asarray(xs[a]))), brute, rtol=1e-5)
 
 
-@pytest.mark.parametrize("k,sampler", [(2, "gwg"), (3, "categorical_gwg")])
+@pytest.mark.parametrize("k,sampler", [pytest.param(2, "gwg", marks=pytest.mark.slow), (3, "categorical_gwg")])
 def test_structure_learning_recovers_couplings(k, sampler, getkey):
     """PCD through zoo.train on exact draws of a small random Ising / Potts model: the RMSE of J
     falls to a small fraction of the truth's scale."""

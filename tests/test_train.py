@@ -59,6 +59,7 @@ def test_resume_refuses_changed_settings(data, tmp_path):
         zoo.train(model, data, TRAIN.replace(learning_rate=0.5), key=jax.random.key(1), workdir=tmp_path)
 
 
+@pytest.mark.all_devices
 def test_four_devices_follow_one_device(data):
     assert jax.device_count() == 4
     model = CONFIG.build(key=jax.random.key(0))

@@ -30,7 +30,7 @@ from .. import samplers
 from .._errors import DataError
 from .._model import model_for
 from ._config import CategoricalEBMConfig
-from ._pcd import AbstractPCDModel, PCDState, frozen
+from ._pcd import AbstractPCDModel, PCDState, pcd_loss
 
 
 OneHot = Float[Array, "D K"]
@@ -235,36 +235,13 @@ class CategoricalEBM(AbstractPCDModel):
         return PCDState(buffer=base_draws(self.base_logits, self.config.buffer_size, key=key))
 
     def loss(self, batch: Array, state: PCDState, *, key: PRNGKeyArray):
-        """The PCD surrogate (as `zoo.ebm.pcd_loss`, with chains re-initialised from the
-        categorical base): ``-(mean f(data) - mean f(chains)) + l2 (mean net(data)^2 + mean net(chains)^2)``."""
+        """`zoo.ebm.pcd_loss` with chains re-initialised from the categorical base and the l2 penalty on the
+        network term alone: ``-(mean f(data) - mean f(chains)) + l2 (mean net(data)^2 + mean net(chains)^2)``."""
         c = self.config
-        x_data = self._flat(batch)
-        b, n = x_data.shape[0], state.buffer.shape[0]
-        if b > n:
-            raise ValueError(f"batch size {b} exceeds the replay buffer size {n}")
-        k_idx, k_re, k_init, k_run = jax.random.split(key, 4)
-        idx = jax.random.choice(k_idx, n, (b,), replace=False)
-        x_buf = state.buffer[idx]
-        fixed = frozen(self)
-        reinit = jax.random.bernoulli(k_re, c.reinit_freq, (b, 1, 1))
-        x0 = jnp.where(reinit, base_draws(fixed.base_logits, b, key=k_init), x_buf)
-        result = samplers.run(self.train_sampler(), fixed.target(), x0, num_steps=c.sampling_steps, key=k_run,
-                              batched=True)
-        x_fake = jax.lax.stop_gradient(result.final)
-        f_real = jax.vmap(self.log_prob)(x_data)
-        f_fake = jax.vmap(self.log_prob)(x_fake)
-        gap = jnp.mean(f_real) - jnp.mean(f_fake)
-        loss = -gap
-        if c.l2 > 0:  # on the network term alone
-            r_real, r_fake = jax.vmap(self.net)(x_data), jax.vmap(self.net)(x_fake)
-            loss = loss + c.l2 * (jnp.mean(r_real**2) + jnp.mean(r_fake**2))
-        metrics = {
-            "logp_real": jnp.mean(f_real),
-            "logp_fake": jnp.mean(f_fake),
-            "gap": gap,
-            **{f"sampler_{k}": jnp.mean(v) for k, v in result.info.items()},
-        }
-        return loss, (PCDState(buffer=state.buffer.at[idx].set(x_fake)), metrics)
+        logits = jax.lax.stop_gradient(self.base_logits)
+        return pcd_loss(self, self._flat(batch), state, sampler=self.train_sampler(), num_steps=c.sampling_steps,
+                        reinit_freq=c.reinit_freq, l2=c.l2, reg_fn=self.net,
+                        reinit_draws=lambda n, *, key: base_draws(logits, n, key=key), key=key)
 
     # -- sampling ----------------------------------------------------------------------
     def sample(

@@ -12,6 +12,7 @@ whose gradient is the maximum-likelihood gradient estimate.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -71,11 +72,14 @@ def pcd_loss(
     reinit_freq: float,
     l2: float,
     reg_fn: Any = None,
+    reinit_draws: Callable[..., Array] | None = None,
     key: PRNGKeyArray,
 ) -> tuple[Float[Array, ""], tuple[PCDState, dict[str, Array]]]:
-    """The PCD surrogate loss. `model` provides ``log_prob(x)`` (one flat example),
-    ``target()`` (what `sampler` runs on) and ``base_logits`` (the re-init distribution).
-    The chains run in one `lax.scan` of the shared driver."""
+    """The PCD surrogate loss ``-(mean f(data) - mean f(chains)) + l2 (mean r(data)^2 + mean r(chains)^2)``
+    (``r = reg_fn``, default f). `model` provides ``log_prob(x)`` (one example), ``target()`` (what
+    `sampler` runs on) and ``base_logits``. A fraction `reinit_freq` of the buffer chains restarts from
+    ``reinit_draws(n, key=key)`` (default: independent Bernoulli draws from ``base_logits``; a categorical
+    model passes its own). The chains run in one `lax.scan` of the shared driver."""
     b = x_data.shape[0]
     n = state.buffer.shape[0]
     if b > n:
@@ -84,8 +88,12 @@ def pcd_loss(
     idx = jax.random.choice(k_idx, n, (b,), replace=False)
     x_buf = state.buffer[idx]
     fixed = frozen(model)
-    reinit = jax.random.bernoulli(k_re, reinit_freq, (b, 1))
-    x_new = jax.random.bernoulli(k_init, jax.nn.sigmoid(fixed.base_logits)[None, :], x_buf.shape).astype(x_buf.dtype)
+    reinit = jax.random.bernoulli(k_re, reinit_freq, (b,) + (1,) * (x_buf.ndim - 1))
+    if reinit_draws is None:
+        p = jax.nn.sigmoid(fixed.base_logits)[None, :]
+        x_new = jax.random.bernoulli(k_init, p, x_buf.shape).astype(x_buf.dtype)
+    else:
+        x_new = reinit_draws(b, key=k_init).astype(x_buf.dtype)
     x0 = jnp.where(reinit, x_new, x_buf)
     result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True)
     x_fake, info = result.final, result.info
@@ -182,10 +190,12 @@ class AbstractPCDModel(AbstractModel):
         self, data: PyTree[np.ndarray], *, key: PRNGKeyArray, num_steps: int | None = None,
         num_chains: int | None = None,
     ) -> dict[str, float]:
-        """AIS from the base distribution: log Z and the mean log-likelihood of `data`."""
+        """AIS from the base distribution: log Z and the mean log-likelihood of `data` (checked before
+        the AIS run, so bad data fails at once rather than after it)."""
         from ._ais import log_likelihood_summary
 
         c: Any = self.config
+        x = self._flat(data)
         steps = num_steps or c.ais_steps
         result = self.ais(num_steps=steps, num_chains=num_chains or c.ais_chains, key=key)
-        return log_likelihood_summary(result, self._flat(data), self.log_prob, num_steps=steps)
+        return log_likelihood_summary(result, x, self.log_prob, num_steps=steps)

@@ -11,6 +11,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .._progress import ProgressMeter
 from ._base import AbstractSampler
+from ._random import split
 
 
 class ChainResult(eqx.Module):
@@ -48,14 +49,14 @@ def _chain(
         x, s, info = sampler.step(target, x, s, key=k)
         return (x, s), info
 
-    key_burn, key_main = jax.random.split(key)
+    key_burn, key_main = split(key, 2)
     carry = (x0, state)
     if burn_in > 0:
-        carry, _ = jax.lax.scan(one, carry, jax.random.split(key_burn, burn_in), unroll=min(unroll, burn_in))
+        carry, _ = jax.lax.scan(one, carry, split(key_burn, burn_in), unroll=min(unroll, burn_in))
 
     def block(carry, inputs):
         i, k = inputs
-        keys = jax.random.split(k, thin)
+        keys = split(k, thin)  # straight-line threefry: a rolled loop per step otherwise
         if thin == 1:  # no inner loop, so that `unroll` unrolls straight-line steps
             carry, info = one(carry, keys[0])
         else:
@@ -71,7 +72,7 @@ def _chain(
     # first, the outer one by the rest.
     outer = min(max(1, unroll // thin), num_saved)
     carry, (samples, info_sums) = jax.lax.scan(
-        block, carry, (indices, jax.random.split(key_main, num_saved)), unroll=outer
+        block, carry, (indices, split(key_main, num_saved)), unroll=outer
     )
     total = num_saved * thin
     info = jax.tree.map(lambda v: jnp.sum(v, axis=0) / total, info_sums)

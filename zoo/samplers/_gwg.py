@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ._base import SAMPLERS, AbstractSampler
+from ._random import uniform
 from ._target import AbstractCategoricalTarget, AbstractDiscreteTarget, set_values
 
 
@@ -133,38 +134,6 @@ class GWGState(eqx.Module):
     def log_q(self) -> Binary:
         """``log q(. | x)`` (``-inf`` where ``q`` underflows to 0: such a coordinate is never drawn)."""
         return jnp.log(self.q)
-
-
-def _threefry2x32(k1: Array, k2: Array, x1: Array, x2: Array) -> tuple[Array, Array]:
-    """The Threefry-2x32 hash (20 rounds), as `jax.random`'s threefry implementation computes it."""
-    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
-    x1, x2 = x1 + ks[0], x2 + ks[1]
-    for i in range(5):
-        for r in rotations[i % 2]:
-            x1 = x1 + x2
-            x2 = x1 ^ ((x2 << jnp.uint32(r)) | (x2 >> jnp.uint32(32 - r)))
-        x1 = x1 + ks[(i + 1) % 3]
-        x2 = x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x1, x2
-
-
-def uniform(key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
-    """``jax.random.uniform(key, (n,))``, bit for bit, computed by one fused kernel.
-
-    XLA:CPU compiles JAX's threefry hash as a rolled loop of five iterations, several small
-    kernels each, which costs a few percent of a GWG step on the 784x500 RBM for its two
-    uniforms. This is the same hash, unrolled (same key, same counters, same bits-to-float
-    conversion; tested against `jax.random.uniform`), which XLA fuses into its consumers. Keys of
-    other implementations (``rbg``, ``unsafe_rbg``) and the non-partitionable threefry mode go to
-    `jax.random.uniform`.
-    """
-    if str(jax.random.key_impl(key)) != "threefry2x32" or not jax.config.jax_threefry_partitionable:
-        return jax.random.uniform(key, (n,), jnp.float32)
-    k = jax.random.key_data(key)
-    b1, b2 = _threefry2x32(k[0], k[1], jnp.zeros((n,), jnp.uint32), jnp.arange(n, dtype=jnp.uint32))
-    mantissa = ((b1 ^ b2) >> jnp.uint32(9)) | jnp.uint32(0x3F800000)  # a float in [1, 2)
-    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
 
 
 def _prefix_sums(p: Float[Array, "... m"]) -> Float[Array, "... m"]:
