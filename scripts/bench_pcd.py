@@ -8,7 +8,8 @@ EMA 0.999, l2 0, 40 GWG steps per update in the paper) times one iteration of:
   ``loss`` (replay-buffer draw and re-init, ``sampling_steps`` GWG steps of every chain in one `lax.scan`, energies
   of data and samples, the l2 term: 0 in the paper's command, as here) differentiated with respect to
   ``model.trainable()``, then an optax ``chain(adam(linear warm-up schedule), zoo.ema_params(0.999))`` update: the
-  same composition as `zoo.fit`'s jitted step (built here from public names), one jitted call per iteration.
+  same composition as `zoo.fit`'s jitted step (built here from public names, compiled with the model's
+  ``compiler_options()`` as `zoo.fit` compiles it), one jitted call per iteration.
 - official: the body of ``pcd_ebm_ema.py``'s training loop, line for line: warm-up learning rate, buffer draw
   (``np.random.choice`` of the buffer indices) and Bernoulli re-init, ``sampling_steps`` calls of
   ``DiffSampler(784, 1, approx=True, temp=2).step`` (with the loop's per-step hop count), buffer write-back,
@@ -293,8 +294,10 @@ def zoo_trainer(args, data: np.ndarray):
     opt = optax.chain(optax.adam(optax.linear_schedule(0.0, PAPER["lr"], PAPER["warmup_iters"])),
                       zoo.ema_params(PAPER["ema"]))
 
-    @eqx.filter_jit(donate="all-except-first")
-    def step(key, model, opt_state, state, batch):  # zoo.fit's jitted step
+    # zoo.fit's jitted step, compiled with the model's XLA options (ResNetEBM: YNNPACK fusions off, whose
+    # convolutions run on one thread in the GWG loop; zoo._conv.loop_compiler_options)
+    @eqx.filter_jit(donate="all-except-first", compiler_options=dict(model.compiler_options()) or None)
+    def step(key, model, opt_state, state, batch):
         params, frozen = eqx.partition(model, model.trainable())
 
         def loss_fn(p):

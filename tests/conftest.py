@@ -12,33 +12,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import itertools  # noqa: E402
 import pathlib  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# One JAX persistent compilation cache per test run, shared by the xdist workers (the controller makes it and
-# passes it on in the environment; removed at the end): tests that build the same program in fresh closures
-# (train then resume, save then load then sample) compile it once. Never the user's cache.
-_RUN_CACHE_ENV = "ZOO_TEST_RUN_JAX_CACHE"
-
-
-def pytest_configure(config):
-    if not hasattr(config, "workerinput") and _RUN_CACHE_ENV not in os.environ:
-        os.environ[_RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="zoo-test-jax-cache-")
-        config._zoo_run_cache = os.environ[_RUN_CACHE_ENV]
-    jax.config.update("jax_compilation_cache_dir", os.environ[_RUN_CACHE_ENV])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
-
-
-def pytest_unconfigure(config):
-    folder = getattr(config, "_zoo_run_cache", None)
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-        os.environ.pop(_RUN_CACHE_ENV, None)
 # Not "strict": optax (0.2.8) itself mixes Python floats with int32 step counts.
 jax.config.update("jax_numpy_dtype_promotion", "standard")
 

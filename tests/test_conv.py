@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo._conv import Conv2d
+from zoo._conv import Conv2d, loop_compiler_options
 
 
 CASES = [  # (in, out, kernel, stride, padding, size)
@@ -85,3 +85,28 @@ def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutio
     convs = [line for line in hlo.splitlines() if " convolution(" in line]
     assert convs
     assert not any("lhs_dilate" in c or "feature_group_count" in c or "batch_group_count" in c for c in convs), convs
+
+
+def test_loop_compiler_options_turn_ynnpack_off_and_change_only_rounding():
+    """XLA:CPU gives convolutions to its YNNPACK fusions, which run on one thread inside a while
+    loop; `loop_compiler_options` turns them off (XLA's own convolution, multi-threaded there).
+    The loop's convolutions stay canonical, and the values agree with XLA's defaults to float
+    rounding (another kernel's summation order)."""
+    opts = dict(loop_compiler_options())
+    if jax.default_backend() != "cpu":
+        assert opts == {}
+        return
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    conv = Conv2d(24, 24, 3, padding=1, key=jax.random.key(0))  # over 16 channels: YNNPACK takes it by default
+    grad = jax.grad(lambda x: jnp.sum(jax.nn.silu(conv(x))))
+
+    def chain(x):
+        return jax.lax.fori_loop(0, 3, lambda i, x: x + 1e-2 * jax.vmap(grad)(x), x)
+
+    x = jax.random.normal(jax.random.key(1), (2, 24, 6, 6))
+    ours = jax.jit(chain, compiler_options=opts)
+    hlo = ours.lower(x).compile().as_text()
+    assert "__ynn_fusion" not in hlo
+    labels = {line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line}
+    assert labels == {"b01f_01io->b01f"}, labels
+    np.testing.assert_allclose(ours(x), jax.jit(chain)(x), rtol=1e-5, atol=1e-5)

@@ -132,7 +132,10 @@ def test_with_estimator_and_errors(getkey):
     assert "dvae-rodeo-binarized-mnist" in zoo.list_models("dvae-*")
 
 
-@pytest.mark.parametrize("dataset", sorted(DATASET_PRESETS))
+@pytest.mark.parametrize(  # one data set in CI; the others (real-data decoding) with the slow tests
+    "dataset",
+    [d if d == "binarized_mnist" else pytest.param(d, marks=pytest.mark.slow) for d in sorted(DATASET_PRESETS)],
+)
 def test_preset_trains_on_each_dataset(dataset, getkey, tmp_path):
     """Every data set of the issue goes through the family's train path: its preset's data set,
     `prepare_data`, the shared driver (a tiny network, two steps) and evaluation's data

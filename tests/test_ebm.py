@@ -2,6 +2,7 @@
 driver, checkpoint round trips, sampling and evaluation shapes; MMD and ESS metrics."""
 
 import itertools
+import warnings
 
 import equinox as eqx
 import jax
@@ -94,6 +95,39 @@ def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path):
     assert np.isfinite(out["log_likelihood"])
     with pytest.raises(zoo.DataError, match="64 pixels"):
         model.loss(jnp.zeros((2, 10)), result.state, key=getkey())
+
+
+@pytest.mark.slow
+def test_resnet_ebm_step_compiles_with_its_options_and_agrees_with_xla_defaults(getkey):
+    """`zoo.fit` compiles the step with the model's ``compiler_options()``: for the ResNet EBM, XLA:CPU's
+    YNNPACK fusions off (single-threaded inside the GWG loop; `zoo._conv.loop_compiler_options`). Only float
+    rounding changes: the same chains (buffer) and the loss to float precision."""
+    from zoo._conv import loop_compiler_options
+    from zoo._train import _make_step, _optimizer
+
+    data = _binary_data(16, (8, 8, 1), getkey())
+    cfg = ResNetEBMConfig(channels=24, num_blocks=0, image_size=8, sampling_steps=3, buffer_size=16)
+    model = cfg.build(key=getkey()).with_base(data)
+    assert model.compiler_options() == loop_compiler_options()
+    if jax.default_backend() == "cpu":
+        assert dict(model.compiler_options()) == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    state = model.init_state(data, key=getkey())
+    tc = zoo.TrainConfig(steps=1, batch_size=8)
+    opt_state = _optimizer(tc, None).init(eqx.filter(model, model.trainable()))
+    args = (getkey(), model, opt_state, state, data[:8])
+    outs = {}
+    for name, options in (("ours", model.compiler_options()), ("xla defaults", ())):
+        step = _make_step(tc, None, options)
+        with warnings.catch_warnings():  # unusable donated buffers (the batch), as zoo.fit compiles it
+            warnings.simplefilter("ignore", UserWarning)
+            hlo = step.lower(*args).compile().compiled.as_text()  # equinox wraps jax.stages.Compiled
+            copy = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, args)  # the step donates
+            outs[name] = step(*copy)
+        if name == "ours" and options:
+            assert "__ynn_fusion" not in hlo
+    (_, _, s_ours, m_ours), (_, _, s_ref, m_ref) = outs["ours"], outs["xla defaults"]
+    np.testing.assert_array_equal(s_ours.buffer, s_ref.buffer)
+    np.testing.assert_allclose(m_ours["loss"], m_ref["loss"], rtol=1e-5, atol=1e-5)
 
 
 def test_sample_init(getkey):

@@ -216,6 +216,7 @@ def test_old_variant_name_still_loads():
         NCSNConfig(variant="v3")
 
 
+@pytest.mark.slow
 def test_ncsnv2_trains_with_the_shared_driver_and_samples(getkey, tmp_path):
     cfg = NCSNConfig(image_size=8, channels=1, ngf=2, variant="ncsnv2", sigma_begin=3.0, num_scales=3,
                      steps_per_level=1, step_lr=1e-3, denoise=True, dequantize=False)

@@ -36,12 +36,23 @@ in loops and out (the fix that belongs upstream: let the pass visit every comput
 ``bias`` (O, 1, 1), so checkpoints load either way) on one example (C, H, W), and `Conv2d.hwc`
 the same convolution on a channels-last example (H, W, C), for networks that keep their
 activations channels-last (XLA:CPU does not cancel the transposes between layers).
+
+Threads: XLA:CPU (jaxlib 0.10) hands convolutions (and dots and reductions) to its YNNPACK library
+fusions by default, and inside a `while` body (every `lax.scan`: a chain of GWG steps) those run
+on one thread (per-thread CPU time: one busy thread), where XLA's own Eigen convolution keeps the
+whole intra-op thread pool busy, in loops and out. `loop_compiler_options` are the compiler
+options that turn the YNNPACK fusions off, for the `jax.jit` of a program whose convolutions run
+in a loop (`zoo.fit` passes a model's ``compiler_options()``): on 2 cores a GWG step of the
+64-channel ResNet EBM on 100 chains takes 118 ms instead of 221, its PCD update (40 steps) 4.7 s
+instead of 8.6 (interleaved in one process; ``scripts/bench_pcd.py`` times the update). The same
+numbers up to float rounding (another kernel's summation order).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -202,3 +213,23 @@ class Conv2d(eqx.Module):
         w = jnp.transpose(self.weight, (2, 3, 1, 0))
         y = conv2d(x[None], w, self.stride, self.padding)[0]
         return y if self.bias is None else y + self.bias.reshape(1, 1, -1)
+
+
+# XLA:CPU's list of op kinds it gives to YNNPACK; empty: none (DebugOptions, xla/xla.proto).
+_YNN_FUSION_TYPES = "xla_cpu_experimental_ynn_fusion_type"
+
+
+@functools.cache
+def loop_compiler_options() -> tuple[tuple[str, Any], ...]:
+    """``jax.jit(..., compiler_options=dict(loop_compiler_options()))`` for a program whose
+    convolutions run inside a loop: on the CPU backend, XLA's YNNPACK fusions off, so that the
+    convolutions run multi-threaded in the loop body (module doc); elsewhere, or with an XLA
+    that does not know the option, none. A tuple of items, hashable for caches."""
+    if jax.default_backend() != "cpu":
+        return ()
+    options = {_YNN_FUSION_TYPES: ""}
+    try:  # an older jaxlib rejects an option it does not know, at compile time
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros((), jnp.float32)).compile()
+    except Exception:  # noqa: BLE001 - any rejection means: compile with XLA's defaults
+        return ()
+    return tuple(options.items())

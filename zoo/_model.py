@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import equinox as eqx
 import jax
@@ -55,6 +55,9 @@ class AbstractModel(eqx.Module):
 
     config: eqx.AbstractVar[AbstractConfig]
     trainer: eqx.AbstractClassVar[AbstractTrainer]
+    # Whether the training step runs convolutions inside a loop (e.g. PCD chains of a convolutional
+    # energy): `compiler_options` then turns XLA:CPU's YNNPACK fusions off (`zoo._conv`).
+    convolutions_in_loop: ClassVar[bool] = False
 
     # -- data and training -------------------------------------------------------------
     @abc.abstractmethod
@@ -77,6 +80,16 @@ class AbstractModel(eqx.Module):
         self, batch: PyTree[Array], state: PyTree, *, key: PRNGKeyArray
     ) -> tuple[Float[Array, ""], tuple[PyTree, dict[str, Array]]]:
         """Training objective on a batch: ``(loss, (new_state, metrics))``."""
+
+    def compiler_options(self) -> tuple[tuple[str, Any], ...]:
+        """XLA compiler options (as ``(name, value)`` items) for the jitted training step of
+        `zoo.fit`: `zoo._conv.loop_compiler_options` when the family's ``convolutions_in_loop``
+        (e.g. `zoo.ebm.ResNetEBM`: its PCD chains), else none."""
+        if not type(self).convolutions_in_loop:
+            return ()
+        from ._conv import loop_compiler_options
+
+        return loop_compiler_options()
 
     def train(
         self,

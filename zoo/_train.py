@@ -138,11 +138,14 @@ def _optimizer(config: TrainConfig, optimizer: optax.GradientTransformation | No
 
 
 @functools.lru_cache(maxsize=16)
-def _make_step(config: TrainConfig, optimizer: optax.GradientTransformation | None) -> Callable:
-    # Cached on the (hashable) config and optimiser so repeated `fit` calls reuse the compiled step.
+def _make_step(
+    config: TrainConfig, optimizer: optax.GradientTransformation | None, options: tuple[tuple[str, Any], ...] = ()
+) -> Callable:
+    # Cached on the (hashable) config, optimiser and the model's compiler options (`AbstractModel.compiler_options`)
+    # so repeated `fit` calls reuse the compiled step.
     optimizer = _optimizer(config, optimizer)
 
-    @eqx.filter_jit(donate="all-except-first")
+    @eqx.filter_jit(donate="all-except-first", compiler_options=dict(options) or None)
     def step(key, model, opt_state, state, batch):
         params, frozen = eqx.partition(model, model.trainable())
 
@@ -270,7 +273,7 @@ def fit(
             earlier_s, estimated = _earlier_wall_time(meta, workdir, latest)
         log_file = open(workdir / "metrics.jsonl", "a")
 
-    step_fn = _make_step(config, optimizer)
+    step_fn = _make_step(config, optimizer, model.compiler_options())
     bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
     sums: dict[str, Any] = {}
     count = 0

@@ -8,6 +8,9 @@ Bernoulli RBM (its negative free energy), warm-started from a trained RBM by `wa
 
 from __future__ import annotations
 
+import functools
+from typing import Any, ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -41,15 +44,27 @@ class _Block(eqx.Module):
         return jax.nn.silu(out)
 
 
-@eqx.filter_jit
 def _run(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
+    return _jitted_run(model.compiler_options())(model, sampler, x, steps, key)
+
+
+@functools.cache
+def _jitted_run(options: tuple[tuple[str, Any], ...]) -> Any:
+    """The jitted chain, compiled with `options` (`ResNetEBM.compiler_options`: its convolutions run in a loop)."""
+
+    def run(model, sampler, x, steps, key):
+        return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
+
+    return eqx.filter_jit(run, compiler_options=dict(options) or None)
 
 
 @model_for(ResNetEBMConfig)
 class ResNetEBM(AbstractPCDModel):
     """``log_prob(x)`` on flat binary images (D = image_size**2)."""
 
+    # its PCD chains run the convolutional energy in a `lax.scan`: `compiler_options` turns XLA:CPU's
+    # YNNPACK fusions off there (single-threaded in a loop; `zoo._conv.loop_compiler_options`)
+    convolutions_in_loop: ClassVar[bool] = True
     config: ResNetEBMConfig = eqx.field(static=True)
     proj: Conv2d
     blocks: tuple[_Block, ...]
