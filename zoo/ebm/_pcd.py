@@ -41,8 +41,7 @@ def data_mean_logits(data: np.ndarray, eps: float = 1e-2) -> np.ndarray:
 
 def init_buffer(base_logits: Array, size: int, *, key: PRNGKeyArray) -> PCDState:
     """A buffer of `size` draws from the Bernoulli with logits `base_logits`."""
-    x = jax.random.bernoulli(key, jax.nn.sigmoid(base_logits)[None, :], (size, base_logits.shape[0]))
-    return PCDState(buffer=x.astype(jnp.float32))
+    return PCDState(buffer=initial_chains(base_logits, size, "base", key=key))
 
 
 def initial_chains(base_logits: Float[Array, " D"], n: int, init: str, *, key: PRNGKeyArray) -> Float[Array, "n D"]:
@@ -89,11 +88,8 @@ def pcd_loss(
     x_buf = state.buffer[idx]
     fixed = frozen(model)
     reinit = jax.random.bernoulli(k_re, reinit_freq, (b,) + (1,) * (x_buf.ndim - 1))
-    if reinit_draws is None:
-        p = jax.nn.sigmoid(fixed.base_logits)[None, :]
-        x_new = jax.random.bernoulli(k_init, p, x_buf.shape).astype(x_buf.dtype)
-    else:
-        x_new = reinit_draws(b, key=k_init).astype(x_buf.dtype)
+    draws = reinit_draws or (lambda n, *, key: initial_chains(fixed.base_logits, n, "base", key=key))
+    x_new = draws(b, key=k_init).astype(x_buf.dtype)
     x0 = jnp.where(reinit, x_new, x_buf)
     result = samplers.run(sampler, fixed.target(), x0, num_steps=num_steps, key=k_run, batched=True)
     x_fake, info = result.final, result.info

@@ -168,9 +168,9 @@ def _is_traced(tree: Any) -> bool:
 
 def _step_keys(key: PRNGKeyArray, burn_in: int, num_steps: int, thin: int) -> PRNGKeyArray:
     """The key of each of one chain's ``burn_in + num_steps`` transitions, as `_chain` draws them."""
-    key_burn, key_main = jax.random.split(key)
-    main = jax.vmap(lambda k: jax.random.split(k, thin))(jax.random.split(key_main, num_steps // thin))
-    return jnp.concatenate([jax.random.split(key_burn, burn_in), main.reshape(-1)])
+    key_burn, key_main = split(key, 2)
+    main = jax.vmap(lambda k: split(k, thin))(split(key_main, num_steps // thin))
+    return jnp.concatenate([split(key_burn, burn_in), main.reshape(-1)])
 
 
 @eqx.filter_jit
