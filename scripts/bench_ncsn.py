@@ -33,6 +33,7 @@ so one program per core keeps both busy.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -142,7 +143,7 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, offi
     nb, ns = args.sample_batch, args.langevin_steps
     sampler = model.default_sampler()  # the config's rule: NCSNv2's n_steps_each, step_lr, denoising step
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # the model's (zoo._conv)
     def langevin(params, x0, key):
         m = eqx.combine(params, static)
         return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = opt.init(params)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # as zoo.fit compiles it
     def train_step(params, opt_state, x, key):
         def loss_fn(p):
             return eqx.combine(p, static).loss(x, None, key=key)[0]
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     nb, ns = args.sample_batch, args.langevin_steps
     sampler = samplers.AnnealedLangevin.v1(cfg.sigmas, steps_per_level=ns, step_lr=2e-5)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # the model's (zoo._conv)
     def langevin(params, x0, key):
         m = eqx.combine(params, static)
         return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final

@@ -295,7 +295,7 @@ def zoo_trainer(args, data: np.ndarray):
                       zoo.ema_params(PAPER["ema"]))
 
     # zoo.fit's jitted step, compiled with the model's XLA options (ResNetEBM: YNNPACK fusions off, whose
-    # convolutions run on one thread in the GWG loop; zoo._conv.loop_compiler_options)
+    # convolutions run on one thread in the GWG loop; zoo._conv.conv_compiler_options)
     @eqx.filter_jit(donate="all-except-first", compiler_options=dict(model.compiler_options()) or None)
     def step(key, model, opt_state, state, batch):
         params, frozen = eqx.partition(model, model.trainable())

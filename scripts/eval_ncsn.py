@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.time()
     sampler = model.default_sampler()
-    x = eqx.filter_jit(lambda m, k: m.sample(args.samples, key=k))(model, ks)
+    x = model.sample(args.samples, key=ks)  # jitted inside, with the model's compiler options
     images = model.to_images(x)
     cfg = model.config
     res["sampling"] = {"n": args.samples, "sampler": type(sampler).__name__, "num_steps": sampler.num_steps,
@@ -189,7 +188,7 @@ def inpaint_grid(model, test: np.ndarray, args: argparse.Namespace) -> dict:
     obs = np.repeat(x, completions, axis=0)
     t0 = time.time()
     key = jax.random.fold_in(jax.random.key(args.seed), 1)
-    filled = eqx.filter_jit(lambda m, o, k: m.inpaint(o, np.repeat(mask, completions, axis=0), key=k))(model, obs, key)
+    filled = model.inpaint(obs, np.repeat(mask, completions, axis=0), key=key)  # jitted inside
     filled = np.asarray(model.to_images(filled)).reshape(n, completions, *x.shape[1:])
     shown = np.where(mask > 0, x, 0.5)
     rows = np.concatenate([shown[:, None], filled, x[:, None]], axis=1)  # (n, completions + 2, h, w, c)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo._conv import Conv2d, loop_compiler_options
+from zoo._conv import Conv2d, conv_compiler_options
 
 
 CASES = [  # (in, out, kernel, stride, padding, size)
@@ -87,12 +87,12 @@ def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutio
     assert not any("lhs_dilate" in c or "feature_group_count" in c or "batch_group_count" in c for c in convs), convs
 
 
-def test_loop_compiler_options_turn_ynnpack_off_and_change_only_rounding():
+def test_conv_compiler_options_turn_ynnpack_off_and_change_only_rounding():
     """XLA:CPU gives convolutions to its YNNPACK fusions, which run on one thread inside a while
-    loop; `loop_compiler_options` turns them off (XLA's own convolution, multi-threaded there).
+    loop; `conv_compiler_options` turns them off (XLA's own convolution, multi-threaded there).
     The loop's convolutions stay canonical, and the values agree with XLA's defaults to float
     rounding (another kernel's summation order)."""
-    opts = dict(loop_compiler_options())
+    opts = dict(conv_compiler_options())
     if jax.default_backend() != "cpu":
         assert opts == {}
         return
@@ -110,3 +110,50 @@ def test_loop_compiler_options_turn_ynnpack_off_and_change_only_rounding():
     labels = {line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line}
     assert labels == {"b01f_01io->b01f"}, labels
     np.testing.assert_allclose(ours(x), jax.jit(chain)(x), rtol=1e-5, atol=1e-5)
+
+
+_BOGUS = {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"}  # XLA:CPU rejects it when compiling
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options are XLA:CPU's")
+def test_run_and_batch_map_compile_with_the_options_given():
+    """`samplers.run` (its scan and its host loop) and `batch_map` compile with the `compiler_options` they are
+    given, outside `jit`: an option XLA rejects fails there, and the YNNPACK-off options give the chain of XLA's
+    defaults to float rounding."""
+    from zoo import batch_map, samplers
+
+    conv = Conv2d(3, 3, 3, padding=1, key=jax.random.key(0))
+    score = eqx.Partial(lambda c, x: -x + 0.01 * jnp.tanh(c(x)), conv)
+    x0 = jax.random.normal(jax.random.key(1), (2, 3, 5, 5))
+    sampler = samplers.Langevin(step_size=1e-2)
+    kw = dict(num_steps=3, key=jax.random.key(2), batched=True)
+    plain = samplers.run(sampler, score, x0, **kw).final
+    for progress in (False, True):
+        with pytest.raises(jax.errors.JaxRuntimeError, match="NOT_A_FUSION_TYPE"):
+            samplers.run(sampler, score, x0, progress=progress, compiler_options=_BOGUS, **kw)
+        ours = samplers.run(sampler, score, x0, progress=progress, compiler_options=dict(conv_compiler_options()), **kw)
+        np.testing.assert_allclose(ours.final, plain, rtol=1e-5, atol=1e-5)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="NOT_A_FUSION_TYPE"):
+        batch_map(jax.vmap(score), np.asarray(x0), batch_size=2, compiler_options=_BOGUS)
+    out = batch_map(jax.vmap(score), np.asarray(x0), batch_size=2, compiler_options=dict(conv_compiler_options()))
+    np.testing.assert_allclose(out, jax.vmap(score)(x0), rtol=1e-5, atol=1e-5)
+
+
+def test_convolutional_families_get_the_conv_options():
+    """NCSN, the ResNet EBM and the classifier compile with `conv_compiler_options`; an MLP family with none."""
+    from zoo._conv import jit_options
+    from zoo.classifier import ClassifierConfig
+    from zoo.dvae import DVAEConfig
+    from zoo.ebm import ResNetEBMConfig
+    from zoo.ncsn import NCSNConfig
+
+    conv = conv_compiler_options()
+    for cfg in (NCSNConfig(image_size=8, channels=1, ngf=4, num_scales=2), ResNetEBMConfig(image_size=8, channels=4),
+                ClassifierConfig(image_shape=(8, 8, 1))):
+        model = eqx.filter_eval_shape(cfg.build, key=jax.random.key(0))
+        assert model.compiler_options() == conv, type(model).__name__
+        assert jit_options(model) == (dict(conv) or None)
+    dvae = DVAEConfig(data_dim=16, image_shape=(4, 4, 1), latent_dim=4, hidden=8)
+    mlp = eqx.filter_eval_shape(dvae.build, key=jax.random.key(0))
+    assert mlp.compiler_options() == () and jit_options(mlp) is None
+    assert jit_options(object()) is None

@@ -100,15 +100,15 @@ def test_resnet_ebm_training_sampling_evaluate(getkey, tmp_path):
 @pytest.mark.slow
 def test_resnet_ebm_step_compiles_with_its_options_and_agrees_with_xla_defaults(getkey):
     """`zoo.fit` compiles the step with the model's ``compiler_options()``: for the ResNet EBM, XLA:CPU's
-    YNNPACK fusions off (single-threaded inside the GWG loop; `zoo._conv.loop_compiler_options`). Only float
+    YNNPACK fusions off (single-threaded inside the GWG loop; `zoo._conv.conv_compiler_options`). Only float
     rounding changes: the same chains (buffer) and the loss to float precision."""
-    from zoo._conv import loop_compiler_options
+    from zoo._conv import conv_compiler_options
     from zoo._train import _make_step, _optimizer
 
     data = _binary_data(16, (8, 8, 1), getkey())
     cfg = ResNetEBMConfig(channels=24, num_blocks=0, image_size=8, sampling_steps=3, buffer_size=16)
     model = cfg.build(key=getkey()).with_base(data)
-    assert model.compiler_options() == loop_compiler_options()
+    assert model.compiler_options() == conv_compiler_options()
     if jax.default_backend() == "cpu":
         assert dict(model.compiler_options()) == {"xla_cpu_experimental_ynn_fusion_type": ""}
     state = model.init_state(data, key=getkey())

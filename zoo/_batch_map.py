@@ -7,7 +7,8 @@ last one is padded and its padding dropped), so the function compiles once per b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -19,11 +20,16 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 __all__ = ["batch_map"]
 
 
-@eqx.filter_jit
 def _apply(fn: Callable[..., PyTree[Array]], batch: PyTree[Array], key: PRNGKeyArray | None, index: Array) -> Any:
     if key is None:
         return fn(batch)
     return fn(batch, key=jax.random.fold_in(key, index))
+
+
+@functools.cache
+def _jitted_apply(options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    """`_apply`, jitted with the compiler `options`."""
+    return eqx.filter_jit(_apply, compiler_options=dict(options) or None)
 
 
 def _pad(leaf: np.ndarray, size: int) -> np.ndarray:
@@ -52,6 +58,7 @@ def batch_map(
     batch_size: int,
     key: PRNGKeyArray | None = None,
     progress: bool | str = False,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> PyTree[np.ndarray]:
     """Apply a per-batch function to `arrays` (a pytree of arrays with a shared leading axis of size `n`),
     `batch_size` rows at a time, and concatenate the per-example outputs.
@@ -73,6 +80,7 @@ def batch_map(
       and `batch_size`.
     - `progress`: show a tqdm bar over the examples (`zoo._progress`; hidden off a terminal); a string is its
       description.
+    - `compiler_options`: XLA options for the jitted `fn` (e.g. a convolutional model's ``compiler_options()``).
 
     **Returns:** the concatenated outputs, a pytree of numpy arrays with leading axis `n`.
     """
@@ -100,6 +108,7 @@ def batch_map(
         _check_outputs(shapes, batch_size)
         return jax.tree_util.tree_map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
 
+    apply = _jitted_apply(tuple(sorted((compiler_options or {}).items())))
     bar = None
     if progress:
         from ._progress import tqdm_bar
@@ -115,7 +124,7 @@ def batch_map(
     pending = None
     try:
         for i, start in enumerate(range(0, n, batch_size)):
-            out = _apply(fn, batch(start), key, np.asarray(i, np.int32))  # dispatched asynchronously
+            out = apply(fn, batch(start), key, np.asarray(i, np.int32))  # dispatched asynchronously
             _check_outputs(out, batch_size)
             if pending is not None:  # fetch the previous batch while this one runs
                 collect(*pending)

@@ -70,6 +70,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import equinox as eqx
     import numpy as np
 
+    from ._conv import jit_options
     from ._images import save_grid
     from ._load import load
 
@@ -84,14 +85,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     what = f"{n} rows of {k} interpolations" if k is not None else f"{n}"
     print(f"sampling {what} from {args.name} ({type(model).__name__})...", file=sys.stderr)
+    options = jit_options(model)  # a convolutional model's (zoo._conv)
     if k is None and "progress" in inspect.signature(model.sample).parameters:
         # Outside jit, so that the chain runs step by step under a progress bar drawn from the host
         # (zoo.samplers.run): the compiled step then holds no callback, and JAX's persistent cache keeps it.
         samples = model.sample(n, progress=True, key=_key(args.seed))
     elif k is None:
-        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key))(model, _key(args.seed))
+        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key), compiler_options=options)(model, _key(args.seed))
     else:  # (rows, k, h, w, c): one row per pair of endpoints
-        samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key))(model, _key(args.seed))
+        samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key), compiler_options=options)(
+            model, _key(args.seed))
     samples = np.asarray(samples)
     print(f"done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     if args.npz:

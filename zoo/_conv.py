@@ -37,15 +37,20 @@ in loops and out (the fix that belongs upstream: let the pass visit every comput
 the same convolution on a channels-last example (H, W, C), for networks that keep their
 activations channels-last (XLA:CPU does not cancel the transposes between layers).
 
-Threads: XLA:CPU (jaxlib 0.10) hands convolutions (and dots and reductions) to its YNNPACK library
-fusions by default, and inside a `while` body (every `lax.scan`: a chain of GWG steps) those run
-on one thread (per-thread CPU time: one busy thread), where XLA's own Eigen convolution keeps the
-whole intra-op thread pool busy, in loops and out. `loop_compiler_options` are the compiler
-options that turn the YNNPACK fusions off, for the `jax.jit` of a program whose convolutions run
-in a loop (`zoo.fit` passes a model's ``compiler_options()``): on 2 cores a GWG step of the
-64-channel ResNet EBM on 100 chains takes 118 ms instead of 221, its PCD update (40 steps) 4.7 s
-instead of 8.6 (interleaved in one process; ``scripts/bench_pcd.py`` times the update). The same
-numbers up to float rounding (another kernel's summation order).
+Threads and kernels: XLA:CPU (jaxlib 0.10) hands convolutions (and dots, reductions and elementwise
+ops) to its YNNPACK library fusions by default. For convolutional networks on this CPU that is the slow
+choice, in loops and out: inside a `while` body (every `lax.scan`: a chain of GWG or Langevin steps) the
+YNNPACK fusions run on one thread (per-thread CPU time: one busy thread), and outside loops its
+convolutions reach 20-90 GFLOP/s where XLA's own (Eigen) convolution keeps both cores near the matmul
+roof. `conv_compiler_options` are the compiler options that turn the YNNPACK fusions off, for the
+`jax.jit` of a program that runs a convolutional network: `AbstractModel.compiler_options()` returns them
+for families marked ``convolutional`` (`zoo.fit`, `zoo.samplers.run` and `zoo.batch_map` take them), and
+the FID network compiles with them. Measured on 2 cores, interleaved in one process or as A/B runs of the
+same script: a GWG step of the 64-channel ResNet EBM on 100 chains 221 -> 118 ms, its PCD update
+(40 steps) 8.6 -> 4.7 s; the FID Inception-v3 on 50 images 6.9 -> 16.2 img/s (``scripts/bench_fid.py``);
+an NCSN (ngf 64, MNIST) training step of 32 images 4.80 -> 2.81 s, a Langevin step of 16 images 0.96 ->
+0.84 s (``scripts/bench_ncsn.py``). The same numbers up to float rounding (another kernel's summation
+order). Not for matmul-only programs: GWG on a 784x500 RBM runs 1547 steps/s with YNNPACK, 1001 without.
 """
 
 from __future__ import annotations
@@ -220,10 +225,10 @@ _YNN_FUSION_TYPES = "xla_cpu_experimental_ynn_fusion_type"
 
 
 @functools.cache
-def loop_compiler_options() -> tuple[tuple[str, Any], ...]:
-    """``jax.jit(..., compiler_options=dict(loop_compiler_options()))`` for a program whose
-    convolutions run inside a loop: on the CPU backend, XLA's YNNPACK fusions off, so that the
-    convolutions run multi-threaded in the loop body (module doc); elsewhere, or with an XLA
+def conv_compiler_options() -> tuple[tuple[str, Any], ...]:
+    """``jax.jit(..., compiler_options=dict(conv_compiler_options()))`` for a program that runs a
+    convolutional network: on the CPU backend, XLA's YNNPACK fusions off, so that its convolutions
+    run on XLA's own multi-threaded kernels, in loops and out (module doc); elsewhere, or with an XLA
     that does not know the option, none. A tuple of items, hashable for caches."""
     if jax.default_backend() != "cpu":
         return ()
@@ -233,3 +238,10 @@ def loop_compiler_options() -> tuple[tuple[str, Any], ...]:
     except Exception:  # noqa: BLE001 - any rejection means: compile with XLA's defaults
         return ()
     return tuple(options.items())
+
+
+def jit_options(model: Any) -> dict[str, Any] | None:
+    """``compiler_options`` for a `jax.jit` / `eqx.filter_jit` around `model`: its ``compiler_options()``
+    (an `AbstractModel`'s; `conv_compiler_options` for a convolutional family), ``None`` for none."""
+    get = getattr(model, "compiler_options", None)
+    return (dict(get()) or None) if callable(get) else None

@@ -55,9 +55,9 @@ class AbstractModel(eqx.Module):
 
     config: eqx.AbstractVar[AbstractConfig]
     trainer: eqx.AbstractClassVar[AbstractTrainer]
-    # Whether the training step runs convolutions inside a loop (e.g. PCD chains of a convolutional
-    # energy): `compiler_options` then turns XLA:CPU's YNNPACK fusions off (`zoo._conv`).
-    convolutions_in_loop: ClassVar[bool] = False
+    # Whether the family's programs run a convolutional network (a score network, a convolutional
+    # energy, a CNN classifier): `compiler_options` then turns XLA:CPU's YNNPACK fusions off (`zoo._conv`).
+    convolutional: ClassVar[bool] = False
 
     # -- data and training -------------------------------------------------------------
     @abc.abstractmethod
@@ -82,14 +82,16 @@ class AbstractModel(eqx.Module):
         """Training objective on a batch: ``(loss, (new_state, metrics))``."""
 
     def compiler_options(self) -> tuple[tuple[str, Any], ...]:
-        """XLA compiler options (as ``(name, value)`` items) for the jitted training step of
-        `zoo.fit`: `zoo._conv.loop_compiler_options` when the family's ``convolutions_in_loop``
-        (e.g. `zoo.ebm.ResNetEBM`: its PCD chains), else none."""
-        if not type(self).convolutions_in_loop:
+        """XLA compiler options (as ``(name, value)`` items) for the programs that run this model:
+        `zoo._conv.conv_compiler_options` when the family is ``convolutional`` (NCSN, the ResNet
+        EBM, the classifier), else none. `zoo.fit` compiles its training step with them, the
+        family's `sample` passes them to `zoo.samplers.run`; pass them to your own `jax.jit`
+        (``compiler_options=dict(model.compiler_options())``) around such a model on CPU."""
+        if not type(self).convolutional:
             return ()
-        from ._conv import loop_compiler_options
+        from ._conv import conv_compiler_options
 
-        return loop_compiler_options()
+        return conv_compiler_options()
 
     def train(
         self,

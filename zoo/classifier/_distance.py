@@ -73,7 +73,8 @@ def classifier_features(
         raise ZooError(f"batch_size must be positive, got {batch_size}")
     # Fixed-size padded batches (one compilation); a set smaller than one batch is one batch of its own size.
     fn = eqx.Partial(_features_batch, clf)
-    return batch_map(fn, x, batch_size=max(1, min(batch_size, len(x))), progress="classifier features")
+    return batch_map(fn, x, batch_size=max(1, min(batch_size, len(x))), progress="classifier features",
+                     compiler_options=dict(clf.compiler_options()))
 
 
 def _stats(classifier: Classifier, images: np.ndarray | FeatureStats, batch_size: int) -> FeatureStats:

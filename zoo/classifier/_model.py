@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from .._conv import jit_options
 from .._errors import DataError, ZooError
 from .._model import AbstractImageModel, all_inexact, model_for
 from .._trainer import AbstractTrainer, GradientTrainer
@@ -40,6 +41,7 @@ class Classifier(AbstractImageModel):
     dense: eqx.nn.Linear
     head: eqx.nn.Linear
     trainer: ClassVar[AbstractTrainer] = GradientTrainer()
+    convolutional: ClassVar[bool] = True  # `compiler_options`: XLA:CPU's YNNPACK fusions off (zoo._conv)
 
     def __init__(self, config: ClassifierConfig, *, key: PRNGKeyArray):
         self.config = config
@@ -147,7 +149,7 @@ class Classifier(AbstractImageModel):
         x, y = _images_labels(data)
         if x.shape[1:] != self.config.image_shape:
             raise DataError(f"images have shape {x.shape[1:]}, this classifier takes {self.config.image_shape}")
-        fn = eqx.filter_jit(lambda m, xb, yb: m._loss_acc(xb, yb, 0.0))
+        fn = eqx.filter_jit(lambda m, xb, yb: m._loss_acc(xb, yb, 0.0), compiler_options=jit_options(self))
         total_loss = total_acc = 0.0
         for i in range(0, len(x), batch_size):
             xb, yb = jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])

@@ -8,8 +8,7 @@ Bernoulli RBM (its negative free energy), warm-started from a trained RBM by `wa
 
 from __future__ import annotations
 
-import functools
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -45,17 +44,8 @@ class _Block(eqx.Module):
 
 
 def _run(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    return _jitted_run(model.compiler_options())(model, sampler, x, steps, key)
-
-
-@functools.cache
-def _jitted_run(options: tuple[tuple[str, Any], ...]) -> Any:
-    """The jitted chain, compiled with `options` (`ResNetEBM.compiler_options`: its convolutions run in a loop)."""
-
-    def run(model, sampler, x, steps, key):
-        return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
-
-    return eqx.filter_jit(run, compiler_options=dict(options) or None)
+    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True,
+                        compiler_options=dict(model.compiler_options())).final
 
 
 @model_for(ResNetEBMConfig)
@@ -63,8 +53,8 @@ class ResNetEBM(AbstractPCDModel):
     """``log_prob(x)`` on flat binary images (D = image_size**2)."""
 
     # its PCD chains run the convolutional energy in a `lax.scan`: `compiler_options` turns XLA:CPU's
-    # YNNPACK fusions off there (single-threaded in a loop; `zoo._conv.loop_compiler_options`)
-    convolutions_in_loop: ClassVar[bool] = True
+    # YNNPACK fusions off (`zoo._conv.conv_compiler_options`)
+    convolutional: ClassVar[bool] = True
     config: ResNetEBMConfig = eqx.field(static=True)
     proj: Conv2d
     blocks: tuple[_Block, ...]

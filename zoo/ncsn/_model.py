@@ -34,6 +34,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
     config: NCSNConfig = eqx.field(static=True)
     net: RefineNet | AbstractNCSNv2Net
     trainer: ClassVar[AbstractTrainer] = GradientTrainer()
+    convolutional: ClassVar[bool] = True  # `compiler_options`: XLA:CPU's YNNPACK fusions off (zoo._conv)
 
     def __init__(self, config: NCSNConfig, *, key: PRNGKeyArray):
         self.config = config
@@ -123,7 +124,8 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
             )
         thin = sampler.num_steps // snapshots if snapshots else 1
         return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True,
-                            thin=thin, save=bool(snapshots), progress=progress)
+                            thin=thin, save=bool(snapshots), progress=progress,
+                            compiler_options=dict(self.compiler_options()))
 
     def inpaint(
         self, observed: Float[Array, "n h w c"], mask: Float[Array, "n h w c"], *,
@@ -137,7 +139,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         x0 = mask * observed + (1 - mask) * jax.random.uniform(k0, observed.shape)
         sampler = self.inpainting_sampler() if sampler is None else sampler
         out = samplers.run(sampler, self.score, (x0, observed, mask), num_steps=sampler.num_steps, key=k1,
-                           batched=True)
+                           batched=True, compiler_options=dict(self.compiler_options()))
         return out.final[0]
 
     def interpolate(
@@ -163,7 +165,8 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         k0, k1 = jax.random.split(key)
         start = jax.random.uniform(k0, (n_pairs, 1, *self.config.shape))
         x0 = jnp.broadcast_to(start, (n_pairs, n_interpolations, *self.config.shape))
-        return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True).final
+        return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True,
+                            compiler_options=dict(self.compiler_options())).final
 
     # -- evaluation ------------------------------------------------------------------
     def dsm_terms_per_level(self, x: Float[Array, "b h w c"], *, key: PRNGKeyArray) -> Float[Array, "b levels"]:
@@ -184,7 +187,8 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         self._check(x)
         if len(x) == 0:
             raise DataError("dsm_per_level needs at least one image; got an empty array")
-        terms = batch_map(self.dsm_terms_per_level, x, batch_size=min(batch_size, len(x)), key=key, progress="DSM")
+        terms = batch_map(self.dsm_terms_per_level, x, batch_size=min(batch_size, len(x)), key=key, progress="DSM",
+                          compiler_options=dict(self.compiler_options()))
         return terms.mean(axis=0, dtype=np.float64)
 
     def evaluate(self, data: np.ndarray, *, key: PRNGKeyArray) -> dict[str, float]:

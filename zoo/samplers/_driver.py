@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -92,6 +94,7 @@ def run(
     batched: bool = False,
     progress: bool | ProgressMeter = False,
     unroll: int = 1,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> ChainResult:
     """Run `sampler` on `target` from `x0` for `burn_in + num_steps` transitions.
 
@@ -117,6 +120,11 @@ def run(
       targets several times faster that way, and a partly unrolled loop does not recover
       it (scripts/bench_ebm_unroll.py); so for long runs of such targets on CPU, call `run`
       on chunks of a few fully unrolled steps.
+    - `compiler_options`: XLA options for the programs `run` compiles itself: called
+      outside `jit` (concrete `x0`, `key` and `target`) with options, the chain is jitted here
+      with them (and the host loop's transition is, with a progress bar). A convolutional
+      model passes its ``compiler_options()`` (`zoo._conv`: XLA:CPU's YNNPACK fusions off).
+      Under the caller's `jit` they have no effect: give them to that `jit`.
     - `key`: PRNG key.
 
     The whole loop is one `lax.scan` under `jit` (callers jit `run` or the function
@@ -128,8 +136,11 @@ def run(
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
     if isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+    options = tuple(sorted((compiler_options or {}).items()))
     if progress is True and not save and not _is_traced((x0, key)):
-        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched)
+        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, options)
+    if options and not _is_traced((x0, key, target)):
+        return _jitted_run(options)(sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll)
     meter = (
         progress
         if isinstance(progress, ProgressMeter)
@@ -189,14 +200,29 @@ def _init(sampler: AbstractSampler, target: Any, x0: PyTree[Array], batched: boo
     return (jax.vmap(init) if batched else init)(x0)
 
 
-@eqx.filter_jit
-def _transition(sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, key: PRNGKeyArray, batched: bool):
-    """One transition of every chain."""
+@functools.cache
+def _jitted_run(options: tuple[tuple[str, Any], ...]) -> Callable[..., ChainResult]:
+    """`run`, jitted with the compiler `options`."""
 
-    def step(x, s, k):
-        return sampler.step(target, x, s, key=k)
+    def chain(sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll):
+        return run(sampler, target, x0, num_steps=num_steps, key=key, burn_in=burn_in, thin=thin, save=save,
+                   batched=batched, progress=progress, unroll=unroll)
 
-    return (jax.vmap(step) if batched else step)(x, state, key)
+    return eqx.filter_jit(chain, compiler_options=dict(options) or None)
+
+
+@functools.cache
+def _transition(options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    """One transition of every chain, jitted with the compiler `options`."""
+
+    def transition(sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, key: PRNGKeyArray,
+                   batched: bool):
+        def step(x, s, k):
+            return sampler.step(target, x, s, key=k)
+
+        return (jax.vmap(step) if batched else step)(x, state, key)
+
+    return eqx.filter_jit(transition, compiler_options=dict(options) or None)
 
 
 @jax.jit
@@ -212,7 +238,7 @@ def _committed(tree: Any) -> Any:
 
 def _run_on_host(
     sampler: AbstractSampler, target: Any, x0: PyTree[Array], key: PRNGKeyArray, num_steps: int, burn_in: int,
-    thin: int, batched: bool,
+    thin: int, batched: bool, options: tuple[tuple[str, Any], ...],
 ) -> ChainResult:
     """`run` with ``save=False`` and a progress bar, as a host loop over jitted transitions."""
     from .._progress import tqdm_bar
@@ -221,8 +247,9 @@ def _run_on_host(
     keys = _all_step_keys(key, n, burn_in, num_steps, thin)
     x, state = _committed((x0, _init(sampler, target, x0, batched)))
     total, bar, info_sum = burn_in + num_steps, None, None
+    transition = _transition(options)
     for i in range(total):
-        x, state, info = _transition(sampler, target, x, state, keys[:, i] if batched else keys[0, i], batched)
+        x, state, info = transition(sampler, target, x, state, keys[:, i] if batched else keys[0, i], batched)
         if info_sum is None:  # the sums in the dtype `_chain` gives them (bool statistics count as int)
             info_sum = _committed(jax.tree.map(lambda v: jnp.zeros(v.shape, jax.eval_shape(jnp.sum, v).dtype), info))
         if info:
