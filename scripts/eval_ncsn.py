@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inpaint", type=int, default=0,
                    help="also inpaint the bottom half of this many test images (grid <png stem>-inpaint.png)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fd-seeds", type=int, default=1,
+                   help="draw this many sample sets (seeds --seed, --seed+1, ...) and report the Frechet distance's "
+                   "mean, standard deviation and standard error over them (the grid shows the first set)")
     p.add_argument("--out", default=None, help="results JSON (default runs/<name>-eval.json)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="try other sampler settings (config fields, as `zoo sample --set`), e.g. steps_per_level=30")
@@ -64,29 +67,42 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.time()
     sampler = model.default_sampler()
-    x = model.sample(args.samples, key=ks)  # jitted inside, with the model's compiler options
-    images = model.to_images(x)
+    seeds = [args.seed + i for i in range(args.fd_seeds)]
+    sets, raw = [], None
+    for i, seed in enumerate(seeds):
+        k = ks if i == 0 else jax.random.split(jax.random.key(seed))[1]  # a set is what --seed SEED draws
+        x = model.sample(args.samples, key=k)  # jitted inside, with the model's compiler options
+        sets.append(model.to_images(x))
+        if i == 0:
+            seconds, raw = round(time.time() - t0, 1), np.asarray(x)
     cfg = model.config
     res["sampling"] = {"n": args.samples, "sampler": type(sampler).__name__, "num_steps": sampler.num_steps,
                        "steps_per_level": cfg.steps_per_level, "step_lr": cfg.step_lr,
-                       "denoise": cfg.denoise, "seconds": round(time.time() - t0, 1),
-                       "sample_min": float(np.min(x)), "sample_max": float(np.max(x))}
+                       "denoise": cfg.denoise, "seconds": seconds, "sets": len(sets),
+                       "sample_min": float(np.min(raw)), "sample_max": float(np.max(raw))}
     print("sampling:", res["sampling"], flush=True)
     if args.png:
-        zoo.save_grid(images[: args.grid], args.png)
+        zoo.save_grid(sets[0][: args.grid], args.png)
         res["png"] = args.png
 
     if args.classifier:
         from zoo.classifier import classifier_frechet_distance, reference_stats
 
         ref = reference_stats(args.classifier, args.dataset, split="test")
-        d_model = classifier_frechet_distance(args.classifier, images, ref)
-        # The same statistic for as many real held-out images: the floor at this sample size.
         real = zoo.data.load(args.dataset, "train").x
-        pick = np.random.default_rng(args.seed).choice(len(real), args.samples, replace=False)
-        d_real = classifier_frechet_distance(args.classifier, real[pick], ref)
-        res["frechet"] = {"classifier": args.classifier, "n": args.samples, "model": float(d_model),
-                          "real_train_same_n": float(d_real), "reference": f"{args.dataset} test set"}
+        d_model, d_real = [], []
+        for seed, images in zip(seeds, sets):
+            d_model.append(float(classifier_frechet_distance(args.classifier, images, ref)))
+            # The same statistic for as many real held-out images: the floor at this sample size.
+            pick = np.random.default_rng(seed).choice(len(real), args.samples, replace=False)
+            d_real.append(float(classifier_frechet_distance(args.classifier, real[pick], ref)))
+        res["frechet"] = {"classifier": args.classifier, "n": args.samples, "seeds": seeds,
+                          "model": float(np.mean(d_model)), "model_per_seed": d_model,
+                          "real_train_same_n": float(np.mean(d_real)), "real_per_seed": d_real,
+                          "reference": f"{args.dataset} test set"}
+        if len(seeds) > 1:
+            std = float(np.std(d_model, ddof=1))
+            res["frechet"].update(model_std=std, model_se=std / float(np.sqrt(len(seeds))))
         print("frechet:", res["frechet"], flush=True)
 
     if args.inpaint:
@@ -107,9 +123,13 @@ def main(argv: list[str] | None = None) -> None:
             metrics.append({"name": f"test_dsm_loss_sigma_{s:.4g}", "value": v, "dataset": args.dataset,
                             "split": f"test[:{res['dsm_test']['n']}]", "command": command})
         if "frechet" in res:
-            metrics.append({"name": f"frechet_distance_{args.classifier}_n{args.samples}",
-                            "value": res["frechet"]["model"], "dataset": args.dataset, "split": "test",
-                            "command": command})
+            sets = len(res["frechet"]["seeds"])
+            metric = {"name": f"frechet_distance_{args.classifier}_n{args.samples}",
+                      "value": res["frechet"]["model"], "dataset": args.dataset, "split": "test", "command": command}
+            if sets > 1:
+                metric["note"] = (f"mean over {sets} sample sets (seeds {res['frechet']['seeds']}), standard error "
+                                  f"{res['frechet']['model_se']:.2f}")
+            metrics.append(metric)
         zoo.annotate(args.checkpoint, metrics=metrics, card_body=body)
         print(f"wrote {args.card} and annotated {args.checkpoint}")
 
@@ -262,11 +282,19 @@ def card_body(meta: dict, res: dict, args: argparse.Namespace) -> str:
     lines.append("")
     if "frechet" in res:
         f = res["frechet"]
+        sets = len(f.get("seeds", [0]))
+        value = f"{f['model']:.2f} for {f['n']} samples"
+        if sets > 1:
+            per = ", ".join(f"{v:.2f}" for v in f["model_per_seed"])
+            value = (f"{f['model']:.2f} +- {f['model_se']:.2f} (mean +- standard error over {sets} sets of {f['n']}"
+                     f" samples, seeds {f['seeds'][0]}-{f['seeds'][-1]}: {per}; standard deviation"
+                     f" {f['model_std']:.2f})")
         lines += [
             f"Frechet distance in the feature space of the zoo classifier `{f['classifier']}` (NOT Inception FID;"
-            f" not comparable with published FIDs): {f['model']:.2f} for {f['n']} samples against the"
+            f" not comparable with published FIDs): {value} against the"
             f" {f['reference']} statistics. For scale, {f['n']} real training images score {f['real_train_same_n']:.2f}"
-            f" with the same statistic (small-sample bias included). Command: `{res['command']}`.",
+            f" with the same statistic (small-sample bias included{', mean over the sets' if sets > 1 else ''})."
+            f" Command: `{res['command']}`.",
             "",
         ]
     else:

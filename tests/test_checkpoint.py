@@ -197,6 +197,24 @@ def test_restore_into_another_device_layout(model, getkey, tmp_path):
     assert _tree_equal(replicated, model)
 
 
+def test_annotate_changes_config_fields_that_keep_the_weights(model, tmp_path):
+    """`annotate(config=...)` re-tunes settings the weights do not depend on (here the sampler's step count);
+    a change that alters the arrays (the width) is refused and leaves the checkpoint as it was."""
+    path = zoo.save(model, tmp_path / "ck")
+    before = {p: p.read_bytes() for p in _weights_files(path)}
+    zoo.annotate(path, config={"langevin_steps": 7})
+    loaded = zoo.load(path)
+    assert loaded.config.langevin_steps == 7 and loaded.config.replace(langevin_steps=500) == model.config
+    assert _tree_equal(eqx.filter(loaded, eqx.is_array), eqx.filter(model, eqx.is_array))
+    assert {p: p.read_bytes() for p in _weights_files(path)} == before
+    meta = (path / "config.json").read_text()
+    with pytest.raises(zoo.CheckpointError, match="weights do not match the config"):
+        zoo.annotate(path, config={"width": 9})
+    with pytest.raises(zoo.ConfigError, match="no field"):
+        zoo.annotate(path, config={"widht": 9})
+    assert (path / "config.json").read_text() == meta and zoo.load(path).config.width == 8
+
+
 def test_annotate_keeps_a_hand_written_card(model, tmp_path):
     body = "# my model\n\nHand-written intro.\n\n<!-- zoo:facts -->\n\nHand-written outro.\n"
     path = zoo.save(model, tmp_path / "ck", card_body=body, metrics=[{"name": "a", "value": 1.0, "command": "c1"}])

@@ -239,13 +239,23 @@ def annotate(
     training: dict[str, Any] | None = None,
     card: dict[str, Any] | None = None,
     card_body: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Add measured `metrics` (merged by name), `training` facts or card fields to an
     existing checkpoint, rewriting ``config.json`` and ``README.md`` atomically.
     The weights are untouched; a hand-written card body is kept (pass `card_body` to
-    replace it) and its generated training/metrics tables are refreshed."""
+    replace it) and its generated training/metrics tables are refreshed.
+
+    `config`: changes to config fields that leave the weights as they are (e.g. an NCSN's
+    sampler settings, ``{"steps_per_level": 20}``): checked by building the changed config's
+    model skeleton, whose arrays must be the stored ones (a change that alters them raises
+    `CheckpointError` and writes nothing)."""
     path = Path(path)
     meta = read_meta(path)
+    if config:
+        changed = config_type(meta["config_type"]).from_dict(meta["config"]).replace(**config)
+        _compare_leaves(path, meta["leaves"], _leaves.leaves_with_paths(_skeleton(changed), _leaves.is_shape))
+        meta["config"] = changed.to_dict()
     if metrics:
         for metric in metrics:
             missing = {"name", "value", "command"} - set(metric)
