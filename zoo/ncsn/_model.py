@@ -14,6 +14,7 @@ from .. import samplers
 from .._batch_map import batch_map
 from .._errors import ConfigError, DataError
 from .._model import AbstractImageModel, AbstractStatelessModel, model_for
+from .._rows import take_row
 from .._score_matching import anneal_ssm_loss
 from .._trainer import AbstractTrainer, GradientTrainer
 from ._config import NCSNConfig
@@ -54,7 +55,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         """The score at noise level index `level` (0 = largest sigma) of one image."""
         out = self.net(x, level)
         if self.config.variant != "v1":  # unconditional networks: divide by sigma (NCSNv2)
-            out = out / jnp.asarray(self.sigmas, out.dtype)[level]
+            out = out / take_row(jnp.asarray(self.sigmas, out.dtype), level)  # materialised (zoo._rows)
         return out
 
     # -- training --------------------------------------------------------------------

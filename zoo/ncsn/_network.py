@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._rows import take_row
+
 
 _EPS = 1e-5
 
@@ -167,7 +169,7 @@ class CondInstanceNormPP(eqx.Module):
         self.num_features = c
 
     def __call__(self, x: Float[Array, "h w c"], y: Int[Array, ""]) -> Float[Array, "h w c"]:
-        e = self.embed if self.embed.ndim == 1 else self.embed[y]
+        e = self.embed if self.embed.ndim == 1 else take_row(self.embed, y)  # materialised (zoo._rows)
         c = self.num_features
         return cin_plus_plus(x, e[:c], e[c : 2 * c], e[2 * c :])
 

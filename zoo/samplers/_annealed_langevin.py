@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._rows import take_row
 from ._base import SAMPLERS, AbstractSampler
 
 
@@ -97,14 +98,16 @@ class _AnnealedBase(eqx.Module):
         return len(self.sigmas) * self.steps_per_level + int(self.denoise)
 
     def _schedule(self, counter: Int[Array, ""], dtype) -> tuple[Array, Array, Array, Array]:
-        sig = jnp.asarray(self.sigmas, dtype)
-        n_levels = len(self.sigmas)
+        sig = np.asarray(self.sigmas, dtype)  # numpy's float32 arithmetic: the same roundings as XLA's
+        n_levels = len(sig)
         level = jnp.minimum(counter // self.steps_per_level, n_levels - 1)
-        sigma, sigma_l = sig[level], sig[-1]
-        alpha = self.step_lr * jnp.square(sigma / sigma_l)
+        alpha = self.step_lr * np.square(sig / sig[-1])
+        # Per level (and a last row for the denoising step): sigma, the score's coefficient, the noise scale;
+        # one materialised row (zoo._rows: XLA:CPU would redo the lookup for every pixel of the update).
+        table = np.stack([np.append(sig, sig[-1]), np.append(alpha, np.square(sig[-1])),
+                          np.append(np.sqrt(2.0 * alpha), 0.0).astype(dtype)], axis=1)
         final = counter >= n_levels * self.steps_per_level
-        coef = jnp.where(final, jnp.square(sigma_l), alpha)
-        noise = jnp.where(final, jnp.zeros_like(alpha), jnp.sqrt(2.0 * alpha))
+        sigma, coef, noise = take_row(jnp.asarray(table), jnp.where(final, n_levels, level))
         return level, sigma, coef, noise
 
 
