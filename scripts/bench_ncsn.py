@@ -1,9 +1,15 @@
 """NCSN speed on this machine: training steps/s and sampling images/s for a config and
-batch, achieved FLOP/s (XLA's cost analysis) next to a measured f32 matmul peak; for the NCSN
-v1 configs, the official PyTorch code's times QUOTED in ../shared/reference/notes_ncsn.md
-(measured there on a 2-core machine like this one; not re-measured here); for NCSNv2, the
-official PyTorch network measured side by side in the same run (``--official``).
+batch, achieved FLOP/s (XLA's cost analysis) next to a measured f32 matmul peak, and with
+``--official PATH`` the official PyTorch code measured side by side in the same run: NCSN v1
+(`ermongroup/ncsn`, ``--variant v1``) and NCSNv2 (`ermongroup/ncsnv2`, ``--preset ncsnv2/...``).
+Without ``--official`` (or without torch) the NCSN v1 configs also print the official times
+quoted in ../shared/reference/notes_ncsn.md (measured on another 2-core machine), as a
+reference only: labelled "quoted, not measured", and no ratio is computed from them.
 
+    python scripts/bench_ncsn.py --dataset mnist --batch 32 --sample-batch 16 \
+        --official ../official/ncsn   # NCSN v1 MNIST (ngf 64) vs the official code, side by side
+    python scripts/bench_ncsn.py --dataset cifar10 --batch 16 --sample-batch 16 \
+        --official ../official/ncsn   # NCSN v1 CIFAR-10 (ngf 128) vs the official code
     python scripts/bench_ncsn.py --preset ncsnv2/cifar10 --sample-batch 16 --skip-train \
         --official ../ncsnv2        # NCSNv2 CIFAR-10 (ngf 128) vs the official network, side by side
 
@@ -13,15 +19,30 @@ official PyTorch network measured side by side in the same run (``--official``).
     python scripts/bench_ncsn.py --dataset cifar10 --variant ncsnv2 --batch 16   # the NCSNv2 CIFAR-10 network
     python scripts/bench_ncsn.py --dataset mnist --devices 2   # also data-parallel over 2 CPU devices
 
-With ``--preset ncsnv2/...`` and ``--official PATH`` (a checkout of `ermongroup/ncsnv2`; torch
-installed, a benchmark-only dependency in its own environment) the official `models/ncsnv2.py`
-network is built from the official ``configs/<dataset>.yml`` (imports unchanged; random init),
-its weights are converted to zoo with `zoo.ncsn.from_official` (outputs compared), and one
-annealed-Langevin step of both is timed at the config's settings (``n_steps_each``, ``step_lr``,
-batch ``--sample-batch``), interleaved round by round (``--repeats`` rounds of
-``--langevin-steps`` steps, medians; float32; torch on each of ``--torch-threads`` threads): ours
-is `samplers.run` of the model's default sampler, theirs is the official
-``anneal_Langevin_dynamics`` (its per-step norms included) over the first noise level.
+``--official PATH`` needs torch and yaml (benchmark-only dependencies, in their own environment)
+and leaves the official modules' imports unchanged. The official network is built with random
+init (``torch.manual_seed(0)``), its state dict converted to zoo with `zoo.ncsn.from_official`
+(``weights="raw"``; the scores must agree to a relative 1e-3), and zoo times those very weights.
+
+* NCSN v1: ``models/cond_refinenet_dilated.py`` ``CondRefineNetDilated`` from the official
+  ``configs/anneal.yml`` with ``data.dataset``, ``image_size``, ``channels``, ``model.ngf`` and
+  ``num_classes`` of the zoo config timed (MNIST 28x28x1, CIFAR-10 32x32x3; 10 noise levels).
+  The training step (batch ``--batch``) is the official anneal runner's: dequantisation, labels,
+  ``losses/dsm.py`` ``anneal_dsm_score_estimation`` and its Adam step (``AnnealRunner.get_optimizer``)
+  against zoo's jitted loss + gradients + Adam. Sampling is the runner's
+  ``AnnealRunner.anneal_Langevin_dynamics`` (called unchanged; where importing the runner module
+  fails for want of torchvision / tensorboardX, its class is executed unchanged from the file's
+  source) at T = 100, step_lr 2e-5.
+* NCSNv2 (``--preset ncsnv2/...``): ``models/ncsnv2.py`` from the official
+  ``configs/<dataset>.yml``; sampling is ``models/__init__.py`` ``anneal_Langevin_dynamics`` (its
+  per-step norms included) at the config's ``n_steps_each``, ``step_lr``; training is timed for
+  zoo only.
+
+Both are timed interleaved round by round (``--repeats`` rounds, medians; float32; torch on
+each of ``--torch-threads`` thread counts) and printed with the ratio official s / zoo s. One
+annealed-Langevin step is a round of ``--langevin-steps`` steps (batch ``--sample-batch``) over
+the first noise level: ours is `samplers.run` of the model's default sampler, theirs the
+official function given that level with step_lr pre-scaled to the same step size.
 
 Layout is NHWC throughout. Everything below is measured in this one run. With
 ``--devices N`` on CPU the process splits the host into N XLA devices and also times the
@@ -33,6 +54,8 @@ so one program per core keeps both busy.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import functools
 import os
 import shutil
@@ -95,14 +118,29 @@ def _namespace(d):
     return argparse.Namespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in d.items()})
 
 
-def official_ncsnv2(path: str, preset: str, threads: int):
-    """``(torch, net, anneal_Langevin_dynamics, pth)``: the official NCSNv2 network of `preset`'s official config
-    (random init, eval mode) and a ``.pth`` file of its state dict; or ``(None, reason)``."""
+def _import_torch():
     try:
         import torch
         import yaml
     except ImportError as e:
-        return None, f"{e.name} is not installed (torch is a benchmark-only dependency: use a separate environment)"
+        why = f"{e.name} is not installed (torch is a benchmark-only dependency: use a separate environment)"
+        return None, None, why
+    return torch, yaml, None
+
+
+def _save_state_dict(torch, net) -> str:
+    pth = os.path.join(tempfile.mkdtemp(prefix="bench_ncsn_"), "checkpoint.pth")
+    torch.save(net.state_dict(), pth)  # a bare state dict, as the converter accepts
+    return pth
+
+
+def official_ncsnv2(path: str, preset: str, threads: int):
+    """``(official, None)``: the official NCSNv2 network of `preset`'s official config (random init, eval mode), a
+    ``.pth`` file of its state dict and its ``anneal_Langevin_dynamics`` (an `argparse.Namespace`, see
+    `official_ncsn`; no training step); or ``(None, reason)``."""
+    torch, yaml, why = _import_torch()
+    if torch is None:
+        return None, why
     yml = os.path.join(path, "configs", _OFFICIAL_YML.get(preset.split("/")[-1], "?") + ".yml")
     if not os.path.isfile(os.path.join(path, "models", "ncsnv2.py")) or not os.path.isfile(yml):
         return None, f"{path} is not a checkout of ermongroup/ncsnv2 with {os.path.relpath(yml, path)}"
@@ -119,9 +157,138 @@ def official_ncsnv2(path: str, preset: str, threads: int):
     arch = {"ncsnv2": NCSNv2, "ncsnv2-deeper": NCSNv2Deeper, "ncsnv2-deepest": NCSNv2Deepest}
     torch.manual_seed(0)
     net = arch[zoo.get_preset(preset).config.variant](config).eval()
-    pth = os.path.join(tempfile.mkdtemp(prefix="bench_ncsn_"), "checkpoint.pth")
-    torch.save(net.state_dict(), pth)  # a bare state dict, as the converter accepts
-    return (torch, net, anneal_Langevin_dynamics, pth), None
+
+    def langevin(x, n, step_lr):  # the official sampler over the first level; its per-step norms included
+        anneal_Langevin_dynamics(x, net, net.sigmas[:1], n_steps_each=n, step_lr=step_lr, final_only=True,
+                                 verbose=False, denoise=False)
+
+    return argparse.Namespace(
+        torch=torch, net=net, pth=_save_state_dict(torch, net), sigmas=net.sigmas.numpy(), langevin=langevin,
+        train=None, source=f"models/ncsnv2.py {type(net).__name__}, configs/{os.path.basename(yml)}, imports "
+        "unchanged; sampler: models/__init__.py anneal_Langevin_dynamics"), None
+
+
+_OFFICIAL_V1_DATA = {"mnist": "MNIST", "cifar10": "CIFAR10"}
+
+
+def _anneal_runner(path: str):
+    """``(AnnealRunner, how)``: the official ``runners/anneal_runner.py`` class, imported; where that fails (its
+    module-level imports need torchvision and tensorboardX, which only its training and test data loading use), the
+    class definition is executed unchanged from the file's source after those of its import lines that succeed."""
+    try:
+        from runners.anneal_runner import AnnealRunner  # the official module, unchanged
+
+        return AnnealRunner, "imported"
+    except ImportError as e:
+        missing = e.name
+    import ast
+
+    file = os.path.join(path, "runners", "anneal_runner.py")
+    with open(file) as f:
+        source = f.read()
+    namespace: dict = {"__name__": "runners.anneal_runner"}
+    skipped, cls = [], None
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            try:
+                exec(compile(ast.Module([node], []), file, "exec"), namespace)
+            except ImportError:
+                skipped.append(ast.get_source_segment(source, node))
+        elif isinstance(node, ast.ClassDef) and node.name == "AnnealRunner":
+            cls = node
+    if cls is None:
+        raise ImportError(f"{file} defines no class AnnealRunner")
+    exec(compile(ast.Module([cls], []), file, "exec"), namespace)
+    return namespace["AnnealRunner"], (f"importing runners.anneal_runner needs {missing}, not installed, so its "
+                                       f"class AnnealRunner was executed unchanged from the file's source, import "
+                                       f"lines skipped: {'; '.join(skipped)}")
+
+
+def official_ncsn(path: str, cfg: NCSNConfig, dataset: str, threads: int):
+    """``(official, None)``: the official NCSN v1 network (``models/cond_refinenet_dilated.py``
+    ``CondRefineNetDilated``) of the official ``configs/anneal.yml`` with the data set, image size, channels, ngf
+    and number of noise levels of `cfg` (random init with seed 0, eval mode), a ``.pth`` file of its state dict,
+    the anneal runner's ``anneal_Langevin_dynamics`` and a factory of its training step (``losses/dsm.py``
+    ``anneal_dsm_score_estimation`` + the runner's Adam, as ``AnnealRunner.train`` runs them); or
+    ``(None, reason)``."""
+    torch, yaml, why = _import_torch()
+    if torch is None:
+        return None, why
+    yml = os.path.join(path, "configs", "anneal.yml")
+    if not os.path.isfile(os.path.join(path, "models", "cond_refinenet_dilated.py")) or not os.path.isfile(yml):
+        return None, f"{path} is not a checkout of ermongroup/ncsn with configs/anneal.yml"
+    torch.set_num_threads(threads)
+    sys.path.insert(0, os.path.abspath(path))
+    try:
+        from losses.dsm import anneal_dsm_score_estimation  # the official modules, unchanged
+        from models.cond_refinenet_dilated import CondRefineNetDilated
+
+        AnnealRunner, how = _anneal_runner(path)
+    except Exception as e:  # noqa: BLE001 - any import failure of a foreign checkout is reported, not raised
+        return None, f"importing the official modules from {path} failed: {type(e).__name__}: {e}"
+    with open(yml) as f:
+        raw = yaml.safe_load(f)
+    name = _OFFICIAL_V1_DATA.get(dataset.split("/")[-1], "MNIST" if cfg.channels == 1 else "CIFAR10")
+    raw["data"].update(dataset=name, image_size=cfg.image_size, channels=cfg.channels)
+    raw["model"].update(ngf=cfg.ngf, num_classes=cfg.num_scales, sigma_begin=cfg.sigma_begin,
+                        sigma_end=cfg.sigma_end)
+    config = _namespace(raw)
+    config.device = torch.device("cpu")
+    runner = AnnealRunner(None, config)
+    torch.manual_seed(0)
+    net = CondRefineNetDilated(config).eval()
+    m = config.model
+    sigmas = np.exp(np.linspace(np.log(m.sigma_begin), np.log(m.sigma_end), m.num_classes))  # as runner.test
+
+    def langevin(x, n, step_lr):  # the official sampler over the first level (its clamped per-step copies included)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):  # its tqdm bar
+            runner.anneal_Langevin_dynamics(x, net, sigmas[:1], n_steps_each=n, step_lr=step_lr)
+
+    def train(x):
+        """One official training step on the NCHW batch `x` (a copy of the network; the lines of
+        ``AnnealRunner.train``'s loop, DataParallel and logging left out)."""
+        score = copy.deepcopy(net)
+        optimizer = runner.get_optimizer(score.parameters())
+        sigmas_t = torch.tensor(sigmas).float().to(config.device)
+
+        def step():
+            score.train()
+            X = x / 256. * 255. + torch.rand_like(x) / 256.
+            labels = torch.randint(0, len(sigmas_t), (X.shape[0],), device=X.device)
+            loss = anneal_dsm_score_estimation(score, X, labels, sigmas_t, config.training.anneal_power)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        return step
+
+    return argparse.Namespace(
+        torch=torch, net=net, pth=_save_state_dict(torch, net), sigmas=sigmas, langevin=langevin, train=train,
+        source=f"models/cond_refinenet_dilated.py CondRefineNetDilated, configs/anneal.yml with data.dataset "
+        f"{config.data.dataset}, image_size {cfg.image_size}, channels {cfg.channels}, model.ngf {cfg.ngf}, "
+        f"num_classes {cfg.num_scales}; imports unchanged; loss: losses/dsm.py anneal_dsm_score_estimation + "
+        f"AnnealRunner.get_optimizer (Adam); sampler: AnnealRunner.anneal_Langevin_dynamics; {how}"), None
+
+
+def _thread_fns(torch, fn, threads) -> dict:
+    """``{"official_<t>t": (fn, set t threads)}`` for each torch thread count, each warmed up once."""
+    fns = {}
+    for t in threads:
+        torch.set_num_threads(t)
+        fn()  # warm-up at this thread count
+        fns[f"official_{t}t"] = (fn, functools.partial(torch.set_num_threads, t))
+    return fns
+
+
+def print_speedup(med: dict, what: str) -> None:
+    """The ratio official s / zoo s for each measured official timing in `med` (nothing if none)."""
+    official_times = {name: t for name, t in med.items() if name.startswith("official")}
+    if official_times:
+        best = min(official_times, key=official_times.get)
+        print(f"{what}: speed-up of zoo over the official code (official s / zoo s, both measured here): " +
+              ", ".join(f"{med[name] / med['zoo']:.2f}x vs {name}" for name in official_times) +
+              f"; vs the faster official ({best}): {med[best] / med['zoo']:.2f}x")
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict:
@@ -137,11 +304,13 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
-def langevin_bench(args, cfg, model, params, static, peak: float, official, official_note: str, threads) -> None:
-    """One annealed-Langevin step at the config's settings: ours and (if `official`) the official code's,
-    interleaved rounds of ``--langevin-steps`` steps, medians."""
+def langevin_bench(args, cfg, model, params, static, peak: float, official, threads):
+    """One annealed-Langevin step at the config's settings (the model's default sampler: NCSN v1's T, step_lr 2e-5;
+    NCSNv2's n_steps_each, step_lr, denoising step): ours and (if `official`) the official code's, interleaved rounds
+    of ``--langevin-steps`` steps over the first noise level, medians. Returns ``({name: s/step}, ours, x0, key)``,
+    ``ours(params, x0, key)`` the jitted round of zoo's steps."""
     nb, ns = args.sample_batch, args.langevin_steps
-    sampler = model.default_sampler()  # the config's rule: NCSNv2's n_steps_each, step_lr, denoising step
+    sampler = model.default_sampler()
 
     @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # the model's (zoo._conv)
     def langevin(params, x0, key):
@@ -153,42 +322,52 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, offi
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
     if official is not None:
-        torch, net, anneal_langevin, _ = official
-        xt = torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
-
-        # The official sampler over the first level only: n steps of network + update + its norms. Given only that
-        # level, it scales step_lr by (sigma_0 / sigma_0)^2, so step_lr is pre-scaled by (sigma_0 / sigma_L)^2: the
-        # very step sizes of the full chain's first level, which ours takes.
-        lr0 = cfg.step_lr * float(net.sigmas[0] / net.sigmas[-1]) ** 2
-
-        def theirs(n=ns):
-            anneal_langevin(xt, net, net.sigmas[:1], n_steps_each=n, step_lr=lr0, final_only=True, verbose=False,
-                            denoise=False)
-
-        def on(t):
-            return lambda: torch.set_num_threads(t)
-
-        for t in threads:
-            torch.set_num_threads(t)
-            theirs(1)  # warm-up at this thread count
-            fns[f"official_{t}t"] = (theirs, on(t))
+        xt = official.torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
+        # The official sampler over the first level only: n steps of network + update (+ what it does per step).
+        # Given only that level, it scales step_lr by (sigma_0 / sigma_0)^2, so step_lr is pre-scaled by
+        # (sigma_0 / sigma_L)^2: the very step sizes of the full chain's first level, which ours takes.
+        lr0 = cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
+        fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
           f"{args.repeats} interleaved rounds, medians; load average {os.getloadavg()}", flush=True)
     med = {name: t / ns for name, t in interleaved_medians(fns, args.repeats).items()}
+    # XLA's cost analysis counts a loop body once, so count one batched score evaluation instead.
     score_batch = jax.jit(lambda p, x: jax.vmap(eqx.combine(p, static).score)(x, jnp.zeros(x.shape[0], jnp.int32)))
     f_lan = _flops(score_batch, params, x0)
+    full = sampler.num_steps  # the config's whole chain
     for name, t in med.items():
-        line = f"Langevin step, batch {nb}, {name}: {t:.3f} s/step ({nb / t:.2f} img-steps/s)"
+        line = (f"Langevin step, batch {nb}, {name}: {t:.3f} s/step ({nb / t:.2f} img-steps/s; a {full}-step chain "
+                f"gives {nb / (t * full):.4f} img/s)")
         if f_lan:
             line += f"; {f_lan / 1e9:.1f} GFLOP/step -> {f_lan / t / 1e9:.1f} GFLOP/s = {f_lan / t / peak:.0%} of peak"
         print(line)
-    official_times = {name: t for name, t in med.items() if name.startswith("official")}
-    if official_times:
-        best = min(official_times, key=official_times.get)
-        print("speed-up of zoo over the official network (official s/step / zoo s/step): " +
-              ", ".join(f"{med[name] / med['zoo']:.2f}x vs {name}" for name in official_times) +
-              f"; vs the faster official ({best}): {med[best] / med['zoo']:.2f}x")
-    print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
+    print_speedup(med, "Langevin step")
+    return med, langevin, x0, key
+
+
+def train_bench(args, train_step, train_args, batch: int, official, threads) -> dict:
+    """One training step (loss, gradients, Adam) of ours and (if `official`, measured on each torch thread count) the
+    official code's on the same batch, interleaved rounds, medians. Returns ``{name: s/step}``."""
+    jax.block_until_ready(train_step(*train_args))  # compile + warm-up
+    fns = {"zoo": (lambda: jax.block_until_ready(train_step(*train_args)), lambda: None)}
+    if official is not None:
+        x = train_args[2]
+        step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
+        fns.update(_thread_fns(official.torch, step, threads))
+    print(f"train: batch {batch}, {args.repeats} interleaved rounds, medians; load average {os.getloadavg()}",
+          flush=True)
+    return interleaved_medians(fns, args.repeats)
+
+
+def print_quoted(quoted, batch: int, nb: int) -> None:
+    """The reference notes' official PyTorch times, printed for reference only: they were measured on another
+    machine, so no ratio is computed from them."""
+    if quoted is None:
+        print("no quoted PyTorch figure for this config (quoted: v1 cifar10 ngf 128, v1 mnist ngf 64)")
+        return
+    for what, (qb, qt), b in (("train step", quoted["train"], batch), ("Langevin step", quoted["langevin"], nb)):
+        print(f"reference (quoted, not measured; the notes' machine, no ratio computed): official PyTorch {what}, "
+              f"batch {qb}: {qt:.2f} s/step" + ("" if qb == b else f" (this run's batch is {b})"))
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -210,8 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--devices", type=int, default=1, help="also time data-parallel over N CPU devices")
     p.add_argument("--preset", default=None, help="an NCSN preset (e.g. ncsnv2/cifar10): its network and sampler "
                    "settings replace --dataset / --ngf / --variant")
-    p.add_argument("--official", default=None, help="a checkout of ermongroup/ncsnv2 to time side by side "
-                   "(NCSNv2 presets)")
+    p.add_argument("--official", default=None, help="a checkout of the official code to time side by side: "
+                   "ermongroup/ncsn for --variant v1, ermongroup/ncsnv2 for the NCSNv2 presets")
     p.add_argument("--torch-threads", default="2,1", help="torch thread counts to time the official network with")
     p.add_argument("--skip-train", action="store_true", help="time sampling only")
     args = p.parse_args(argv)
@@ -234,32 +413,33 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch or (quoted["train"][0] if quoted else 32)
     model = cfg.build(key=jax.random.key(0))
     official, official_note = None, "official timing skipped: no --official PATH given"
-    if args.official and not (args.preset and args.variant.startswith("ncsnv2")):
-        official_note = "official timing skipped: --official is for the NCSNv2 presets (--preset ncsnv2/...)"
-    elif args.official:
+    if args.official and args.variant == "v1":
+        official, why = official_ncsn(args.official, cfg, args.dataset, threads[0])
+    elif args.official and args.preset and args.variant.startswith("ncsnv2"):
         official, why = official_ncsnv2(args.official, args.preset, threads[0])
-        if official is None:
-            official_note = f"official timing skipped: {why}"
-        else:
-            torch, net, _, pth = official
-            try:
-                model = zoo.ncsn.from_official(pth, weights="raw", config=cfg)  # the official network's weights
-            finally:
-                shutil.rmtree(os.path.dirname(pth), ignore_errors=True)
-            xt = jax.random.uniform(jax.random.key(5), (2, size, size, ch))
-            lv = jnp.array([0, len(cfg.sigmas) - 1])
-            ours = np.asarray(jax.vmap(model.score)(xt, lv))
-            with torch.no_grad():
-                theirs = net(torch.tensor(np.asarray(xt).transpose(0, 3, 1, 2)), torch.tensor(np.asarray(lv)))
-            theirs = theirs.numpy().transpose(0, 2, 3, 1)
-            err = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
-            official_note = (f"official: {args.official} (models/ncsnv2.py {type(net).__name__}, configs/"
-                             f"{_OFFICIAL_YML[args.preset.split('/')[-1]]}.yml, imports unchanged), torch "
-                             f"{torch.__version__} on {' and '.join(map(str, threads))} thread(s), float32; its "
-                             f"weights converted to zoo by zoo.ncsn.from_official: max relative difference of the "
-                             f"scores {err:.1e}")
-            if err > 1e-3:
-                raise SystemExit(f"the converted network does not reproduce the official one ({err:.1e})")
+    elif args.official:
+        why = "--official is for --variant v1 (ermongroup/ncsn) and the NCSNv2 presets (--preset ncsnv2/...)"
+    if args.official and official is None:
+        official_note = f"official timing skipped: {why}"
+    elif official is not None:
+        torch, net = official.torch, official.net
+        try:
+            model = zoo.ncsn.from_official(official.pth, weights="raw", config=cfg)  # the official network's weights
+        finally:
+            shutil.rmtree(os.path.dirname(official.pth), ignore_errors=True)
+        xt = jax.random.uniform(jax.random.key(5), (2, size, size, ch))
+        lv = jnp.array([0, len(cfg.sigmas) - 1])
+        ours = np.asarray(jax.vmap(model.score)(xt, lv))
+        with torch.no_grad():
+            theirs = net(torch.tensor(np.asarray(xt).transpose(0, 3, 1, 2)), torch.tensor(np.asarray(lv)))
+        theirs = theirs.numpy().transpose(0, 2, 3, 1)
+        err = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+        official_note = (f"official: {args.official} ({official.source}), torch {torch.__version__} on "
+                         f"{' and '.join(map(str, threads))} thread(s), float32, random init (seed 0); its weights "
+                         f"converted to zoo by zoo.ncsn.from_official: max relative difference of the scores "
+                         f"{err:.1e}")
+        if err > 1e-3:
+            raise SystemExit(f"the converted network does not reproduce the official one ({err:.1e})")
     n_params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
     print(f"NCSN {args.variant} {args.dataset} {size}x{size}x{ch}, ngf {ngf}, {n_params / 1e6:.2f} M params; "
           f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores visible), JAX {jax.__version__}, NHWC, fp32")
@@ -270,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"matmul peak (2048^2 f32, best of 5): {peak / 1e9:.1f} GFLOP/s")
     print(f"numpy (BLAS) f32 matmul 2048^2: {numpy_matmul_peak() / 1e9:.1f} GFLOP/s; the reference notes measured a "
           f"{QUOTED_ROOF / 1e9:.0f} GFLOP/s roof with PyTorch on the machine of the quoted times (a calibration: the "
-          "quoted times are only comparable when this machine's BLAS is about as fast)")
+          "quoted times are only comparable when this machine's BLAS is about as fast; no ratio is computed from them)")
 
     opt = optax.adam(1e-3)
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -288,16 +468,20 @@ def main(argv: list[str] | None = None) -> None:
     x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
     k = jax.random.key(2)
     if args.skip_train:
-        langevin_bench(args, cfg, model, params, static, peak, official, official_note, threads)
+        langevin_bench(args, cfg, model, params, static, peak, official, threads)
+        print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
         return
-    t_train = _time(train_step, params, opt_state, x, k, repeats=args.repeats)
+    train_official = official if official is not None and official.train is not None else None
+    med_train = train_bench(args, train_step, (params, opt_state, x, k), batch, train_official, threads)
     f_train = _flops(train_step, params, opt_state, x, k)
-    line = f"train step, batch {batch}: {t_train:.3f} s ({1 / t_train:.3f} steps/s, {batch / t_train:.1f} img/s)"
-    if f_train:
-        rate = f_train / t_train
-        line += f"; {f_train / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
-    print(line)
-    t_train_dp = None
+    for name, t in med_train.items():
+        line = f"train step, batch {batch}, {name}: {t:.3f} s ({1 / t:.3f} steps/s, {batch / t:.1f} img/s)"
+        if f_train:
+            rate = f_train / t
+            line += f"; {f_train / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
+        print(line)
+    print_speedup(med_train, "train step")
+    t_train = med_train["zoo"]
     if args.devices > 1:
         ndev = len(jax.devices())
         if batch % ndev:
@@ -311,54 +495,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"train step, batch {batch} data-parallel over {ndev} CPU devices: {t_train_dp:.3f} s "
               f"({t_train / t_train_dp:.2f}x the single-device step, best of both single-device timings)")
 
-    if args.preset:
-        langevin_bench(args, cfg, model, params, static, peak, official, official_note, threads)
-        return
+    med_lan, langevin, x0, key = langevin_bench(args, cfg, model, params, static, peak, official, threads)
     nb, ns = args.sample_batch, args.langevin_steps
-    sampler = samplers.AnnealedLangevin.v1(cfg.sigmas, steps_per_level=ns, step_lr=2e-5)
-
-    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # the model's (zoo._conv)
-    def langevin(params, x0, key):
-        m = eqx.combine(params, static)
-        return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final
-
-    x0 = jax.random.uniform(jax.random.key(3), (nb, size, size, ch))
-    t_lan = _time(langevin, params, x0, k, repeats=args.repeats) / ns
-    # XLA's cost analysis counts a loop body once, so count one batched score evaluation instead.
-    score_batch = jax.jit(lambda p, x: jax.vmap(eqx.combine(p, static).score)(x, jnp.zeros(x.shape[0], jnp.int32)))
-    f_lan = _flops(score_batch, params, x0)
-    full = 10 * 100  # the paper's chain: L = 10 levels x T = 100
-    line = (f"Langevin step (one scan of {ns}), batch {nb}: {t_lan:.3f} s/step; a 1000-step paper chain gives "
-            f"{nb / (t_lan * full):.4f} img/s")
-    if f_lan:
-        rate = f_lan / t_lan
-        line += f"; {f_lan / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
-    print(line)
-    t_lan_dp = None
     if args.devices > 1 and nb % len(jax.devices()) == 0:
-        x0_dp = jax.device_put(x0, shard)
-        t_lan_dp = _time(langevin, jax.device_put(params, rep), x0_dp, k, repeats=args.repeats) / ns
-        t_lan = min(t_lan, _time(langevin, params, x0, k, repeats=args.repeats) / ns)
-        print(f"Langevin step, batch {nb} sharded over {len(jax.devices())} CPU devices: {t_lan_dp:.3f} s/step "
-              f"({t_lan / t_lan_dp:.2f}x the single-device step)")
-
-    if quoted is None:
-        print("no quoted PyTorch figure for this config (quoted: v1 cifar10 ngf 128, v1 mnist ngf 64)")
-        return
-    qb, qt = quoted["train"]
-    if qb == batch:
-        print(f"vs official PyTorch (QUOTED, not re-measured): train {qt:.2f} s/step -> "
-              f"ours is {qt / t_train:.2f}x as fast")
-        if t_train_dp is not None:
-            print(f"vs official PyTorch (QUOTED, not re-measured): train {qt:.2f} s/step -> "
-                  f"ours data-parallel over {len(jax.devices())} CPU devices is {qt / t_train_dp:.2f}x as fast")
-    qb, ql = quoted["langevin"]
-    if qb == nb:
-        print(f"vs official PyTorch (QUOTED, not re-measured): Langevin {ql:.2f} s/step -> "
-              f"ours is {ql / t_lan:.2f}x as fast")
-        if t_lan_dp is not None:
-            print(f"vs official PyTorch (QUOTED, not re-measured): Langevin {ql:.2f} s/step -> "
-                  f"ours data-parallel is {ql / t_lan_dp:.2f}x as fast")
+        t_lan_dp = _time(langevin, jax.device_put(params, rep), jax.device_put(x0, shard), key, repeats=args.repeats)
+        t_lan = min(med_lan["zoo"], _time(langevin, params, x0, key, repeats=args.repeats) / ns)
+        print(f"Langevin step, batch {nb} sharded over {len(jax.devices())} CPU devices: {t_lan_dp / ns:.3f} s/step "
+              f"({t_lan / (t_lan_dp / ns):.2f}x the single-device step)")
+    if args.variant == "v1":
+        print_quoted(quoted, batch, nb)
+    print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
 
 
 if __name__ == "__main__":
