@@ -7,7 +7,6 @@ last one is padded and its padding dropped), so the function compiles once per b
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +14,8 @@ import equinox as eqx
 import jax
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
+
+from ._conv import filter_jit_with
 
 
 __all__ = ["batch_map"]
@@ -24,12 +25,6 @@ def _apply(fn: Callable[..., PyTree[Array]], batch: PyTree[Array], key: PRNGKeyA
     if key is None:
         return fn(batch)
     return fn(batch, key=jax.random.fold_in(key, index))
-
-
-@functools.cache
-def _jitted_apply(options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
-    """`_apply`, jitted with the compiler `options`."""
-    return eqx.filter_jit(_apply, compiler_options=dict(options) or None)
 
 
 def _pad(leaf: np.ndarray, size: int) -> np.ndarray:
@@ -108,7 +103,7 @@ def batch_map(
         _check_outputs(shapes, batch_size)
         return jax.tree_util.tree_map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
 
-    apply = _jitted_apply(tuple(sorted((compiler_options or {}).items())))
+    apply = filter_jit_with(_apply, compiler_options)
     bar = None
     if progress:
         from ._progress import tqdm_bar

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -238,6 +239,17 @@ def conv_compiler_options() -> tuple[tuple[str, Any], ...]:
     except Exception:  # noqa: BLE001 - any rejection means: compile with XLA's defaults
         return ()
     return tuple(options.items())
+
+
+def filter_jit_with(fn: Callable[..., Any], compiler_options: Mapping[str, Any] | None) -> Callable[..., Any]:
+    """``eqx.filter_jit(fn, compiler_options=...)``, one per (module-level `fn`, options): the jitted
+    function is kept, so its compilation cache is too."""
+    return _filter_jit_cached(fn, tuple(sorted((compiler_options or {}).items())))
+
+
+@functools.cache
+def _filter_jit_cached(fn: Callable[..., Any], options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    return eqx.filter_jit(fn, compiler_options=dict(options) or None)
 
 
 def jit_options(model: Any) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
-from .._conv import Conv2d
+from .._conv import Conv2d, filter_jit_with
 from .._errors import DataError
 from .._model import clip_images, model_for
 from ._config import ResNetEBMConfig
@@ -44,8 +44,12 @@ class _Block(eqx.Module):
 
 
 def _run(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True,
-                        compiler_options=dict(model.compiler_options())).final
+    """The chain, jitted (on every backend) with the model's compiler options."""
+    return filter_jit_with(_chain, dict(model.compiler_options()))(model, sampler, x, steps, key)
+
+
+def _chain(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
+    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
 
 
 @model_for(ResNetEBMConfig)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
@@ -11,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .._conv import filter_jit_with
 from .._progress import ProgressMeter
 from ._base import AbstractSampler
 from ._random import split
@@ -136,11 +136,11 @@ def run(
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
     if isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive int, got {unroll!r}")
-    options = tuple(sorted((compiler_options or {}).items()))
     if progress is True and not save and not _is_traced((x0, key)):
-        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, options)
-    if options and not _is_traced((x0, key, target)):
-        return _jitted_run(options)(sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll)
+        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, compiler_options)
+    if compiler_options and not _is_traced((x0, key, target)):
+        return filter_jit_with(_run_chain, compiler_options)(
+            sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll)
     meter = (
         progress
         if isinstance(progress, ProgressMeter)
@@ -200,29 +200,19 @@ def _init(sampler: AbstractSampler, target: Any, x0: PyTree[Array], batched: boo
     return (jax.vmap(init) if batched else init)(x0)
 
 
-@functools.cache
-def _jitted_run(options: tuple[tuple[str, Any], ...]) -> Callable[..., ChainResult]:
-    """`run`, jitted with the compiler `options`."""
-
-    def chain(sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll):
-        return run(sampler, target, x0, num_steps=num_steps, key=key, burn_in=burn_in, thin=thin, save=save,
-                   batched=batched, progress=progress, unroll=unroll)
-
-    return eqx.filter_jit(chain, compiler_options=dict(options) or None)
+def _run_chain(sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll) -> ChainResult:
+    """`run` with positional arguments, for `filter_jit_with`."""
+    return run(sampler, target, x0, num_steps=num_steps, key=key, burn_in=burn_in, thin=thin, save=save,
+               batched=batched, progress=progress, unroll=unroll)
 
 
-@functools.cache
-def _transition(options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
-    """One transition of every chain, jitted with the compiler `options`."""
+def _transition(sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, key: PRNGKeyArray, batched: bool):
+    """One transition of every chain."""
 
-    def transition(sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, key: PRNGKeyArray,
-                   batched: bool):
-        def step(x, s, k):
-            return sampler.step(target, x, s, key=k)
+    def step(x, s, k):
+        return sampler.step(target, x, s, key=k)
 
-        return (jax.vmap(step) if batched else step)(x, state, key)
-
-    return eqx.filter_jit(transition, compiler_options=dict(options) or None)
+    return (jax.vmap(step) if batched else step)(x, state, key)
 
 
 @jax.jit
@@ -238,7 +228,7 @@ def _committed(tree: Any) -> Any:
 
 def _run_on_host(
     sampler: AbstractSampler, target: Any, x0: PyTree[Array], key: PRNGKeyArray, num_steps: int, burn_in: int,
-    thin: int, batched: bool, options: tuple[tuple[str, Any], ...],
+    thin: int, batched: bool, compiler_options: Mapping[str, Any] | None,
 ) -> ChainResult:
     """`run` with ``save=False`` and a progress bar, as a host loop over jitted transitions."""
     from .._progress import tqdm_bar
@@ -247,7 +237,7 @@ def _run_on_host(
     keys = _all_step_keys(key, n, burn_in, num_steps, thin)
     x, state = _committed((x0, _init(sampler, target, x0, batched)))
     total, bar, info_sum = burn_in + num_steps, None, None
-    transition = _transition(options)
+    transition = filter_jit_with(_transition, compiler_options)
     for i in range(total):
         x, state, info = transition(sampler, target, x, state, keys[:, i] if batched else keys[0, i], batched)
         if info_sum is None:  # the sums in the dtype `_chain` gives them (bool statistics count as int)
