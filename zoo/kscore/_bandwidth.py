@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
+
+from .._order import kth_smallest
 
 
 def sq_distances(x: Float[Array, "m d"], y: Float[Array, "n d"]) -> Float[Array, "m n"]:
@@ -15,29 +16,17 @@ def sq_distances(x: Float[Array, "m d"], y: Float[Array, "n d"]) -> Float[Array,
     return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * (x @ y.T), 0.0)
 
 
-def _upper_median_index_host(d2: np.ndarray) -> np.ndarray:
-    d2 = np.asarray(d2)
-    flat = d2.ravel()
-    k = min(flat.size - flat.size // 2, flat.size - 1)  # one point: its zero self-distance
-    return np.asarray(np.unravel_index(np.argpartition(flat, k)[k], d2.shape), np.int32)
-
-
 def median_heuristic(x: Float[Array, "m d"], y: Float[Array, "n d"] | None = None) -> Float[Array, ""]:
     """The median pairwise Euclidean distance between `x` and `y` (default `y = x`).
 
     Exactly the order statistic of the official SSGE / kscore code: of all ``m*n`` distances
     (self-distances and both ``(i, j)``, ``(j, i)`` copies included) the one at index
-    ``m*n - m*n//2`` in ascending order (the upper median). It is found by an O(m n)
-    selection (`numpy.argpartition` through `jax.pure_callback`) on the squared distances
-    (the square root is monotone), instead of a top-k over an (m, n, d) difference tensor.
-    Not differentiable (the official code stops its gradient too).
+    ``m*n - m*n//2`` in ascending order (the upper median). It is found exactly by
+    `zoo._order.kth_smallest` on the squared distances (the square root is monotone): no sort,
+    no host round trip, jit- and vmap-able. Not differentiable (the official code stops its
+    gradient too).
     """
     y = x if y is None else y
     d2 = jax.lax.stop_gradient(sq_distances(x, y))
-    # The host returns the (row, column) of the order statistic, not its value: an int32 index
-    # survives the callback under any x64 setting (a float64 value would be cast to float32 when
-    # the callback thread does not see a `jax.enable_x64` context of the caller).
-    ij = jax.pure_callback(
-        _upper_median_index_host, jax.ShapeDtypeStruct((2,), jnp.int32), d2, vmap_method="sequential"
-    )
-    return jnp.sqrt(d2[ij[0], ij[1]])
+    n = d2.size
+    return jnp.sqrt(kth_smallest(d2, min(n - n // 2, n - 1)))  # one point: its zero self-distance
