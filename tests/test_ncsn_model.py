@@ -1,6 +1,7 @@
 """The NCSN model end to end: a tiny training run lowers the loss; save/load; sampling; inpainting; sigma rules."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -92,3 +93,17 @@ def test_sampler_settings_keep_weights(getkey):
         zoo.replace_config(model, ngf=8)
     with pytest.raises(zoo.ConfigError, match="AnnealedLangevin"):  # sampler objects: the slow test runs one
         model.sample(2, sampler=zoo.samplers.Langevin(0.1), key=getkey())
+
+
+def test_cli_sample_runs_the_chains_data_parallel(tmp_path, capsys):
+    """With several devices (the tests' 4 CPU devices) `zoo sample` spreads an NCSN's chains over them (6
+    samples over 3): the very samples `model.sample` draws on one device."""
+    from zoo._cli import main
+
+    model = NCSNConfig(image_size=8, channels=1, ngf=4, variant="ncsnv2", num_scales=2, steps_per_level=2,
+                       step_lr=1e-3).build(key=jax.random.key(0))
+    path = zoo.save(model, tmp_path / "tiny")
+    npz = tmp_path / "s.npz"
+    assert main(["sample", str(path), "-n", "6", "-o", str(tmp_path / "s.png"), "--npz", str(npz)]) == 0
+    assert "data-parallel over 3 devices" in capsys.readouterr().err
+    np.testing.assert_allclose(np.load(npz)["samples"], model.sample(6, key=jax.random.key(0)), atol=1e-5)

@@ -12,8 +12,8 @@ from zoo._order import kth_smallest, median
 def test_every_order_statistic_equals_the_sorted_entry(dtype):
     rng = np.random.default_rng(0)
     # Repeats, zeros (both signs), subnormals, huge values and +inf: every k of 61 entries.
-    v = np.concatenate([rng.exponential(size=40), [0.0, -0.0, 0.0, np.finfo(dtype).tiny / 4, np.finfo(dtype).max, np.inf],
-                        rng.choice([0.5, 2.0], size=15)]).astype(dtype)
+    special = [0.0, -0.0, 0.0, np.finfo(dtype).tiny / 4, np.finfo(dtype).max, np.inf]
+    v = np.concatenate([rng.exponential(size=40), special, rng.choice([0.5, 2.0], size=15)]).astype(dtype)
     with jax.enable_x64(dtype == np.float64):
         got = jax.jit(jax.vmap(kth_smallest, in_axes=(None, 0)))(jnp.asarray(v), jnp.arange(v.size))
         assert got.dtype == dtype

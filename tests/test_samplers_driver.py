@@ -1,10 +1,13 @@
 """The shared sampler driver `zoo.samplers.run` and the Langevin sampler."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
+import zoo
 from zoo import samplers
 
 
@@ -80,3 +83,48 @@ def test_progress_bar_inside_jit(getkey, monkeypatch, capsys):
     )(getkey())
     jax.block_until_ready(res.final)
     assert "Counter" in capsys.readouterr().err
+
+
+class _Shifted(eqx.Module):
+    """The score of N(mu, I) at every noise level: a target with an array, which `run(sharding=)` replicates."""
+
+    mu: jax.Array
+
+    def __call__(self, x, level):
+        return self.mu - x
+
+
+@pytest.mark.parametrize("path", ["scan", "host-loop", "under-jit"])
+def test_sharded_chains_are_the_chains_of_one_device(path, getkey):
+    """`sharding=` spreads the chains over the test's 4 CPU devices: same keys, so the same chains (and
+    statistics) as on one device, in the jitted scan, the progress bar's host loop and the caller's jit."""
+    assert len(jax.devices()) == 4  # tests/conftest.py
+    sharding = NamedSharding(zoo.data_mesh(), PartitionSpec("data"))
+    target, x0, key = _Shifted(jnp.arange(3.0)), jax.random.normal(getkey(), (8, 3)), getkey()
+    # A sampler with a per-chain state (its step counter), which must go where the chains are.
+    sampler = samplers.AnnealedLangevin.v1(np.array([1.0, 0.5]), steps_per_level=4, step_lr=0.1)
+
+    def go(sharding):
+        kw = dict(num_steps=6, burn_in=2, batched=True, key=key, sharding=sharding)
+        if path == "under-jit":
+            return jax.jit(lambda x: samplers.run(sampler, target, x, **kw))(x0)
+        if path == "host-loop":
+            return samplers.run(sampler, target, x0, progress=True, **kw)
+        return samplers.run(sampler, target, x0, compiler_options={"xla_cpu_enable_fast_math": False}, **kw)
+
+    one, many = go(None), go(sharding)
+    np.testing.assert_allclose(many.final, one.final, rtol=1e-6, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), many.info, one.info)
+    assert many.final.sharding.is_equivalent_to(sharding, 2)
+    assert len(one.final.sharding.device_set) == 1
+
+
+def test_sharding_errors(getkey):
+    sharding = NamedSharding(zoo.data_mesh(), PartitionSpec("data"))
+    x0, lang = jnp.zeros((6, 2)), samplers.Langevin(0.1)
+    with pytest.raises(ValueError, match="6 chains do not split evenly over the 4 devices"):
+        samplers.run(lang, lambda x: -x, x0, num_steps=2, batched=True, sharding=sharding, key=getkey())
+    with pytest.raises(ValueError, match="needs batched=True"):
+        samplers.run(lang, lambda x: -x, x0, num_steps=2, sharding=sharding, key=getkey())
+    with pytest.raises(TypeError, match="NamedSharding"):
+        samplers.run(lang, lambda x: -x, x0, num_steps=2, batched=True, sharding=jax.devices()[0], key=getkey())

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
@@ -102,16 +103,17 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
 
     def sample(
         self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, progress: bool = False,
-        key: PRNGKeyArray,
+        sharding: NamedSharding | None = None, key: PRNGKeyArray,
     ) -> Float[Array, "n h w c"]:
         """`n` images by annealed Langevin from U[0, 1] with `sampler` (default: the config's;
         the state is not clipped, `to_images` clips for display). `progress`: a progress bar
-        (`zoo.samplers.run`; called outside `jit`, the chain then runs step by step from the host)."""
-        return self.sample_chain(n, sampler=sampler, progress=progress, key=key).final
+        (`zoo.samplers.run`; called outside `jit`, the chain then runs step by step from the host).
+        `sharding`: the chains data-parallel over devices, same values (`zoo.samplers.run`)."""
+        return self.sample_chain(n, sampler=sampler, progress=progress, sharding=sharding, key=key).final
 
     def sample_chain(
         self, n: int, *, sampler: samplers.AnnealedLangevin | None = None, snapshots: int | None = None,
-        progress: bool = False, key: PRNGKeyArray,
+        progress: bool = False, sharding: NamedSharding | None = None, key: PRNGKeyArray,
     ) -> samplers.ChainResult:
         """The full chain (``sampler.num_steps`` transitions); with ``snapshots=k`` also k evenly
         spaced states ``(k, n, h, w, c)`` (``num_steps`` must then be a multiple of k)."""
@@ -126,7 +128,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
         thin = sampler.num_steps // snapshots if snapshots else 1
         return samplers.run(sampler, self.score, x0, num_steps=sampler.num_steps, key=k1, batched=True,
                             thin=thin, save=bool(snapshots), progress=progress,
-                            compiler_options=dict(self.compiler_options()))
+                            compiler_options=dict(self.compiler_options()), sharding=sharding)
 
     def inpaint(
         self, observed: Float[Array, "n h w c"], mask: Float[Array, "n h w c"], *,

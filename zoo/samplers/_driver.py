@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .._conv import filter_jit_with
@@ -95,6 +97,7 @@ def run(
     progress: bool | ProgressMeter = False,
     unroll: int = 1,
     compiler_options: Mapping[str, Any] | None = None,
+    sharding: NamedSharding | None = None,
 ) -> ChainResult:
     """Run `sampler` on `target` from `x0` for `burn_in + num_steps` transitions.
 
@@ -125,6 +128,14 @@ def run(
       with them (and the host loop's transition is, with a progress bar). A convolutional
       model passes its ``compiler_options()`` (`zoo._conv`: XLA:CPU's YNNPACK fusions off).
       Under the caller's `jit` they have no effect: give them to that `jit`.
+    - `sharding`: with ``batched=True``, a `NamedSharding` of the chains' leading axis (e.g.
+      ``NamedSharding(zoo.data_mesh(), PartitionSpec("data"))``): each device runs its share of
+      the chains, data-parallel, with the same keys as on one device, so the same chains.
+      Outside `jit` the chains (and the host loop's keys) are placed with it and the target's
+      arrays replicated over its mesh; under the caller's `jit` the chains are constrained to
+      it. On a several-core CPU split into devices (``jax_num_cpu_devices``) this keeps every
+      core busy where XLA:CPU runs a kernel on one thread (`zoo sample` does it for
+      convolutional models).
     - `key`: PRNG key.
 
     The whole loop is one `lax.scan` under `jit` (callers jit `run` or the function
@@ -136,8 +147,10 @@ def run(
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
     if isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+    if sharding is not None:
+        x0, target = _place(x0, target, sharding, batched)
     if progress is True and not save and not _is_traced((x0, key)):
-        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, compiler_options)
+        return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, compiler_options, sharding)
     if compiler_options and not _is_traced((x0, key, target)):
         return filter_jit_with(_run_chain, compiler_options)(
             sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll)
@@ -220,6 +233,25 @@ def _accumulate(info_sum: dict[str, Array], info: dict[str, Array], counted: Arr
     return jax.tree.map(lambda a, b: a + jnp.where(counted, b, jnp.zeros_like(b)).astype(a.dtype), info_sum, info)
 
 
+def _place(x0: PyTree[Array], target: Any, sharding: NamedSharding, batched: bool) -> tuple[PyTree[Array], Any]:
+    """`x0` laid out with `sharding` (its leading, chain axis) and, outside `jit`, the target's
+    arrays replicated over the sharding's mesh."""
+    if not batched:
+        raise ValueError("sharding= lays out a batch of chains over devices: it needs batched=True")
+    if not isinstance(sharding, NamedSharding):
+        raise TypeError(f"sharding must be a jax.sharding.NamedSharding (e.g. over zoo.data_mesh()), got {sharding!r}")
+    n = jax.tree_util.tree_leaves(x0)[0].shape[0]
+    ways = math.prod(sharding.mesh.shape[a] for a in jax.tree.leaves(tuple(sharding.spec)[:1]) if a is not None)
+    if n % ways:
+        raise ValueError(f"{n} chains do not split evenly over the {ways} devices of the sharding: run a multiple "
+                         f"of {ways} chains, or a sharding over fewer devices")
+    if _is_traced(x0):
+        return jax.lax.with_sharding_constraint(x0, sharding), target
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    target = jax.tree.map(lambda v: jax.device_put(v, replicated) if eqx.is_array(v) else v, target)
+    return jax.device_put(x0, sharding), target
+
+
 def _committed(tree: Any) -> Any:
     """`tree` with its arrays committed to where they are, like the outputs of a jitted function
     (so that the first call of `_transition` compiles the program of all the others)."""
@@ -228,20 +260,25 @@ def _committed(tree: Any) -> Any:
 
 def _run_on_host(
     sampler: AbstractSampler, target: Any, x0: PyTree[Array], key: PRNGKeyArray, num_steps: int, burn_in: int,
-    thin: int, batched: bool, compiler_options: Mapping[str, Any] | None,
+    thin: int, batched: bool, compiler_options: Mapping[str, Any] | None, sharding: NamedSharding | None,
 ) -> ChainResult:
     """`run` with ``save=False`` and a progress bar, as a host loop over jitted transitions."""
     from .._progress import tqdm_bar
 
     n = jax.tree_util.tree_leaves(x0)[0].shape[0] if batched else None
     keys = _all_step_keys(key, n, burn_in, num_steps, thin)
-    x, state = _committed((x0, _init(sampler, target, x0, batched)))
+    if sharding is not None:  # each chain's keys where the chain is
+        keys = jax.device_put(keys, sharding)
+    x, state = x0, _init(sampler, target, x0, batched)
+    # Where the chains are (jit places an output that uses no committed argument on the default device).
+    x, state = _committed((x, state)) if sharding is None else jax.device_put((x, state), sharding)
     total, bar, info_sum = burn_in + num_steps, None, None
     transition = filter_jit_with(_transition, compiler_options)
     for i in range(total):
         x, state, info = transition(sampler, target, x, state, keys[:, i] if batched else keys[0, i], batched)
-        if info_sum is None:  # the sums in the dtype `_chain` gives them (bool statistics count as int)
-            info_sum = _committed(jax.tree.map(lambda v: jnp.zeros(v.shape, jax.eval_shape(jnp.sum, v).dtype), info))
+        if info_sum is None:  # the sums in the dtype `_chain` gives them (bool statistics count as int), where
+            info_sum = jax.tree.map(  # the statistics are
+                lambda v: jax.device_put(jnp.zeros(v.shape, jax.eval_shape(jnp.sum, v).dtype), v.sharding), info)
         if info:
             info_sum = _accumulate(info_sum, info, jnp.asarray(i >= burn_in))
         jax.block_until_ready(x)
