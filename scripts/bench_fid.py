@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import resource
 import sys
 import time
 import zipfile
@@ -30,12 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bench_gwg import interleaved_medians, official_rounds, parse_threads
+from bench_pcd import peak_rss_mib
 
 import zoo.metrics as zm
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def torchscript_network(threads: int):

@@ -44,6 +44,11 @@ annealed-Langevin step is a round of ``--langevin-steps`` steps (batch ``--sampl
 the first noise level: ours is `samplers.run` of the model's default sampler, theirs the
 official function given that level with step_lr pre-scaled to the same step size.
 
+With ``--memory`` the peak resident set size (Linux's ``VmHWM``) of each side's training step and
+Langevin round is measured too, each in a fresh process of its own that builds only that side
+and runs only that phase (a warm-up and two more calls): framework, weights, compilation and
+activations; the process's size right after its imports is printed beside it.
+
 Layout is NHWC throughout. Everything below is measured in this one run. With
 ``--devices N`` on CPU the process splits the host into N XLA devices and also times the
 same steps with the batch sharded over them (what `zoo.fit` does with several devices):
@@ -57,8 +62,10 @@ import argparse
 import contextlib
 import copy
 import functools
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_pcd import peak_rss_mib  # VmHWM: right in a child process too
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -304,6 +312,99 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
+def make_langevin(model, static, cfg, nb: int, ns: int):
+    """``(langevin, x0, key)``: a jitted round of `ns` steps of the model's default sampler (its compiler options,
+    zoo._conv), ``langevin(params, x0, key)``, and its inputs for batch `nb`."""
+    sampler = model.default_sampler()
+
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)
+    def langevin(params, x0, key):
+        m = eqx.combine(params, static)
+        return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final
+
+    x0 = jax.random.uniform(jax.random.key(3), (nb, cfg.image_size, cfg.image_size, cfg.channels))
+    return langevin, x0, jax.random.key(2)
+
+
+def make_train_step(model, static):
+    """A jitted training step of `model` (loss, gradients, Adam) as `zoo.fit` compiles it: ``train_step(params,
+    opt_state, x, key) -> (params, opt_state, loss)``, and its first ``opt_state``."""
+    opt = optax.adam(1e-3)
+    params = eqx.filter(model, eqx.is_inexact_array)
+
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)
+    def train_step(params, opt_state, x, key):
+        def loss_fn(p):
+            return eqx.combine(p, static).loss(x, None, key=key)[0]
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return train_step, opt.init(params)
+
+
+_RSS_TAG = "BENCH_NCSN_RSS "
+_RSS_PHASES = ("zoo-train", "zoo-langevin", "official-train", "official-langevin")
+
+
+def rss_child(args, cfg, batch: int, threads: list[int]) -> None:
+    """``--rss-of SIDE-PHASE``: build only that side, run only that phase (a warm-up and two calls) and print
+    this process's peak RSS and its size after the imports as one tagged JSON line."""
+    after_imports = peak_rss_mib()
+    side, phase = args.rss_of.split("-")
+    size, ch, nb, ns = cfg.image_size, cfg.channels, args.sample_batch, args.langevin_steps
+    if side == "official":
+        if args.variant == "v1":
+            official, why = official_ncsn(args.official, cfg, args.dataset, threads[0])
+        else:
+            official, why = official_ncsnv2(args.official, args.preset, threads[0])
+        if official is None or (phase == "train" and official.train is None):
+            print(_RSS_TAG + json.dumps({"error": why or "no official training step for this network"}))
+            return
+        shutil.rmtree(os.path.dirname(official.pth), ignore_errors=True)
+        torch = official.torch
+        if phase == "train":
+            run = official.train(torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1)))
+        else:
+            xt = torch.rand(nb, ch, size, size, generator=torch.Generator().manual_seed(3))
+            lr0 = cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
+            run = functools.partial(official.langevin, xt, ns, lr0)
+    else:
+        model = cfg.build(key=jax.random.key(0))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        if phase == "train":
+            train_step, opt_state = make_train_step(model, static)
+            x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
+            run = lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2)))  # noqa: E731
+        else:
+            langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
+            run = lambda: jax.block_until_ready(langevin(params, x0, key))  # noqa: E731
+    for _ in range(3):
+        run()
+    print(_RSS_TAG + json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": after_imports}))
+
+
+def memory_table(argv: list[str], with_official: bool, train: bool) -> None:
+    """Each side's and phase's peak RSS, each measured by `rss_child` in a fresh process."""
+    phases = [p for p in _RSS_PHASES if (with_official or p.startswith("zoo")) and (train or p.endswith("langevin"))]
+    print(f"peak RSS (VmHWM), each of {', '.join(phases)} in a fresh process of its own (this script with "
+          "--rss-of; a warm-up and two calls; framework, weights, compilation and activations):", flush=True)
+    for phase in phases:
+        cmd = [sys.executable, os.path.abspath(__file__), *[a for a in argv if a != "--memory"], "--rss-of", phase]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RSS_TAG)]
+        if proc.returncode or not lines:
+            print(f"  {phase}: failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        got = json.loads(lines[-1][len(_RSS_TAG):])
+        if "error" in got:
+            print(f"  {phase}: not measured: {got['error']}")
+        else:
+            print(f"  {phase}: peak {got['peak_rss_mib']:.0f} MiB (after the imports: {got['after_imports_mib']:.0f} "
+                  "MiB)")
+
+
 def langevin_bench(args, cfg, model, params, static, peak: float, official, threads):
     """One annealed-Langevin step at the config's settings (the model's default sampler: NCSN v1's T, step_lr 2e-5;
     NCSNv2's n_steps_each, step_lr, denoising step): ours and (if `official`) the official code's, interleaved rounds
@@ -311,14 +412,7 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     ``ours(params, x0, key)`` the jitted round of zoo's steps."""
     nb, ns = args.sample_batch, args.langevin_steps
     sampler = model.default_sampler()
-
-    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # the model's (zoo._conv)
-    def langevin(params, x0, key):
-        m = eqx.combine(params, static)
-        return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final
-
-    x0 = jax.random.uniform(jax.random.key(3), (nb, cfg.image_size, cfg.image_size, cfg.channels))
-    key = jax.random.key(2)
+    langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
     if official is not None:
@@ -393,6 +487,10 @@ def main(argv: list[str] | None = None) -> None:
                    "ermongroup/ncsn for --variant v1, ermongroup/ncsnv2 for the NCSNv2 presets")
     p.add_argument("--torch-threads", default="2,1", help="torch thread counts to time the official network with")
     p.add_argument("--skip-train", action="store_true", help="time sampling only")
+    p.add_argument("--memory", action="store_true", help="also measure each side's peak RSS for training and "
+                   "sampling, each in a fresh process of its own")
+    p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     try:
         threads = [int(t) for t in args.torch_threads.split(",")]
@@ -411,6 +509,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = NCSNConfig(image_size=size, channels=ch, ngf=ngf, variant=args.variant, steps_per_level=100)
     quoted = QUOTED.get((args.dataset, ngf)) if args.variant == "v1" else None
     batch = args.batch or (quoted["train"][0] if quoted else 32)
+    if args.rss_of:
+        rss_child(args, cfg, batch, threads)
+        return
     model = cfg.build(key=jax.random.key(0))
     official, official_note = None, "official timing skipped: no --official PATH given"
     if args.official and args.variant == "v1":
@@ -452,23 +553,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{QUOTED_ROOF / 1e9:.0f} GFLOP/s roof with PyTorch on the machine of the quoted times (a calibration: the "
           "quoted times are only comparable when this machine's BLAS is about as fast; no ratio is computed from them)")
 
-    opt = optax.adam(1e-3)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt_state = opt.init(params)
-
-    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)  # as zoo.fit compiles it
-    def train_step(params, opt_state, x, key):
-        def loss_fn(p):
-            return eqx.combine(p, static).loss(x, None, key=key)[0]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = opt.update(grads, opt_state)
-        return optax.apply_updates(params, updates), opt_state, loss
+    train_step, opt_state = make_train_step(model, static)
 
     x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
     k = jax.random.key(2)
     if args.skip_train:
         langevin_bench(args, cfg, model, params, static, peak, official, threads)
+        if args.memory:
+            memory_table(argv, official is not None, train=False)
         print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
         return
     train_official = official if official is not None and official.train is not None else None
@@ -504,6 +597,8 @@ def main(argv: list[str] | None = None) -> None:
               f"({t_lan / (t_lan_dp / ns):.2f}x the single-device step)")
     if args.variant == "v1":
         print_quoted(quoted, batch, nb)
+    if args.memory:
+        memory_table(argv, official is not None, train=True)
     print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
 
 

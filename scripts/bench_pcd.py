@@ -76,8 +76,17 @@ def jax_cores() -> int:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size in MiB: Linux's ``VmHWM`` (the high-water mark of this program's
+    memory, which starts afresh at ``exec``), else ``ru_maxrss``. Not ``ru_maxrss`` on Linux: it survives
+    ``fork`` + ``exec``, so a child process started by a large parent reports the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
 
 
 def parse_threads(text: str | None) -> list[int]:
