@@ -10,10 +10,10 @@ calls after a warm-up; GFLOP/s counts 2 * B * H * W * Cin * Cout * 9 per convolu
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
+from bench_ncsn import best_time  # best of `repeats` calls after a warm-up
 
 from zoo._conv import conv_compiler_options
 
@@ -24,16 +24,6 @@ def conv(x, w):
 
 def loss(w, x):
     return jnp.sum(jnp.square(conv(x, w).astype(jnp.float32)))
-
-
-def best_time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -54,7 +44,7 @@ def main() -> None:
                 fwd = jax.jit(conv).lower(x, w).compile(opts)
                 grad = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile(opts)
                 flops = 2 * b * hw * hw * c * c * 9
-                t_fwd, t_grad = best_time(fwd, (x, w), args.repeats), best_time(grad, (w, x), args.repeats)
+                t_fwd, t_grad = best_time(fwd, x, w, repeats=args.repeats), best_time(grad, w, x, repeats=args.repeats)
                 row[dt.__name__] = (t_fwd, t_grad)
                 print(f"{label}, {c} channels {hw}x{hw} batch {b}, {dt.__name__}: forward {t_fwd * 1e3:.2f} ms "
                       f"({flops / t_fwd / 1e9:.0f} GFLOP/s), forward + gradients {t_grad * 1e3:.2f} ms "

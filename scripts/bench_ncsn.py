@@ -92,7 +92,7 @@ QUOTED = {
 QUOTED_ROOF = 186e9  # the notes' PyTorch matmul roof on that machine
 
 
-def _time(fn, *args, repeats: int) -> float:
+def best_time(fn, *args, repeats: int) -> float:
     out = fn(*args)
     jax.block_until_ready(out)  # compile + warm-up
     best = float("inf")
@@ -115,7 +115,7 @@ def _flops(jitted, *args) -> float | None:
 
 def numpy_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     a = np.random.default_rng(0).random((n, n), np.float32)
-    return 2 * n**3 / _time(np.matmul, a, a, repeats=repeats)
+    return 2 * n**3 / best_time(np.matmul, a, a, repeats=repeats)
 
 
 _OFFICIAL_YML = {"cifar10": "cifar10", "celeba64": "celeba", "church64": "church", "bedroom128": "bedroom",
@@ -467,7 +467,7 @@ def print_quoted(quoted, batch: int, nb: int) -> None:
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
-    return 2 * n**3 / _time(f, a, repeats=repeats)
+    return 2 * n**3 / best_time(f, a, repeats=repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -582,8 +582,8 @@ def main(argv: list[str] | None = None) -> None:
         mesh = zoo.data_mesh()
         rep, shard = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
         args_dp = (jax.device_put(params, rep), jax.device_put(opt_state, rep), jax.device_put(x, shard), k)
-        t_train_dp = _time(train_step, *args_dp, repeats=args.repeats)
-        t_one = _time(train_step, params, opt_state, x, k, repeats=args.repeats)  # again, interleaved
+        t_train_dp = best_time(train_step, *args_dp, repeats=args.repeats)
+        t_one = best_time(train_step, params, opt_state, x, k, repeats=args.repeats)  # again, interleaved
         t_train = min(t_train, t_one)
         print(f"train step, batch {batch} data-parallel over {ndev} CPU devices: {t_train_dp:.3f} s "
               f"({t_train / t_train_dp:.2f}x the single-device step, best of both single-device timings)")
@@ -591,8 +591,9 @@ def main(argv: list[str] | None = None) -> None:
     med_lan, langevin, x0, key = langevin_bench(args, cfg, model, params, static, peak, official, threads)
     nb, ns = args.sample_batch, args.langevin_steps
     if args.devices > 1 and nb % len(jax.devices()) == 0:
-        t_lan_dp = _time(langevin, jax.device_put(params, rep), jax.device_put(x0, shard), key, repeats=args.repeats)
-        t_lan = min(med_lan["zoo"], _time(langevin, params, x0, key, repeats=args.repeats) / ns)
+        params_dp, x0_dp = jax.device_put(params, rep), jax.device_put(x0, shard)
+        t_lan_dp = best_time(langevin, params_dp, x0_dp, key, repeats=args.repeats)
+        t_lan = min(med_lan["zoo"], best_time(langevin, params, x0, key, repeats=args.repeats) / ns)
         print(f"Langevin step, batch {nb} sharded over {len(jax.devices())} CPU devices: {t_lan_dp / ns:.3f} s/step "
               f"({t_lan / (t_lan_dp / ns):.2f}x the single-device step)")
     if args.variant == "v1":
