@@ -124,8 +124,8 @@ def run(
       it (scripts/bench_ebm_unroll.py); so for long runs of such targets on CPU, call `run`
       on chunks of a few fully unrolled steps.
     - `compiler_options`: XLA options for the programs `run` compiles itself: called
-      outside `jit` (concrete `x0`, `key` and `target`) with options, the chain is jitted here
-      with them (and the host loop's transition is, with a progress bar). A convolutional
+      outside `jit` (concrete `x0`, `key` and `target`), the chain is jitted here, with them
+      (and the host loop's transition is, with a progress bar). A convolutional
       model passes its ``compiler_options()`` (`zoo._conv`: XLA:CPU's YNNPACK fusions off).
       Under the caller's `jit` they have no effect: give them to that `jit`.
     - `sharding`: with ``batched=True``, a `NamedSharding` of the chains' leading axis (e.g.
@@ -151,7 +151,7 @@ def run(
         x0, target = _place(x0, target, sharding, batched)
     if progress is True and not save and not _is_traced((x0, key)):
         return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, compiler_options, sharding)
-    if compiler_options and not _is_traced((x0, key, target)):
+    if not _is_traced((x0, key, target)):  # called eagerly: jit the chain here (cached), else each call re-traces
         return filter_jit_with(_run_chain, compiler_options)(
             sampler, target, x0, key, num_steps, burn_in, thin, save, batched, progress, unroll)
     meter = (
