@@ -128,3 +128,26 @@ def test_sharding_errors(getkey):
         samplers.run(lang, lambda x: -x, x0, num_steps=2, sharding=sharding, key=getkey())
     with pytest.raises(TypeError, match="NamedSharding"):
         samplers.run(lang, lambda x: -x, x0, num_steps=2, batched=True, sharding=jax.devices()[0], key=getkey())
+
+
+class _CountingScore(eqx.Module):
+    """-x, counting how often it is traced (a Python side effect runs only when JAX traces it)."""
+
+    def __call__(self, x):
+        _TRACES.append(1)
+        return -x
+
+
+_TRACES: list[int] = []
+
+
+def test_an_eager_call_is_compiled_once(getkey):
+    """`run` called outside jit jits its chain itself, with a cache: the second call with the same sampler, target
+    and shapes neither re-traces nor recompiles (an eager `lax.scan` re-traced its body at every call)."""
+    _TRACES.clear()
+    x0, target = jnp.zeros((5, 3)), _CountingScore()
+    first = samplers.run(samplers.Langevin(0.1), target, x0, num_steps=4, batched=True, key=getkey())
+    traced = len(_TRACES)
+    second = samplers.run(samplers.Langevin(0.1), target, x0 + 1.0, num_steps=4, batched=True, key=getkey())
+    assert traced > 0 and len(_TRACES) == traced
+    assert not np.allclose(first.final, second.final)
