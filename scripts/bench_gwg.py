@@ -22,6 +22,12 @@ The ratios printed are ours / official, both measured in this run. Without ``--o
 script says it skipped the official side; the figures quoted in the issue are printed,
 labelled as quoted, and never used for a ratio.
 
+Data-parallel chains: ``--cpu-devices N`` splits the CPU into N JAX devices, and a sampler name
+with ``@dp`` (e.g. ``gwg@dp``) runs the same sampler with the chains sharded over them
+(`zoo.samplers.run(sharding=...)`: the same keys, the same chains as on one device; the small
+per-chain kernels, which XLA:CPU runs on one thread, then run on every core). Its ESS and MMD
+rows are the unsharded sampler's (the chains are the same).
+
 Roofs: every sampler's steps/s is also given as a fraction of its own roof, ``steps/s x
 products per step / (products/s of a plain jnp.dot of the same shapes)``, the products being
 ``chains x H`` by ``H x D`` (2 chains*H*D FLOPs each) and the dot timed in the same interleaved
@@ -48,6 +54,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
 from zoo import samplers
@@ -248,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--official-steps", type=int, default=100, help="official sampler steps per timing round")
     p.add_argument("--torch-threads", default="2,1", help="torch thread counts to time the official code with: "
                    "on a loaded machine one thread can be much faster than two (OpenMP threads wait for each other)")
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="split the CPU into N JAX devices, for the data-parallel samplers (names ending in @dp)")
     args = p.parse_args(argv)
     threads = parse_threads(args.torch_threads)
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before the backend starts
 
     model = zoo.load(args.model)
     target = model.target()
@@ -296,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
     proj = jax.random.normal(k_proj, (d,))
 
-    runs = {name: make_sampler(name, target) for name in args.samplers.split(",")}
+    runs = {name: make_sampler(name.removesuffix("@dp"), target) for name in args.samplers.split(",")}
+    sharding = NamedSharding(zoo.data_mesh(), PartitionSpec("data"))
     results: dict = {"gflop_per_product": gflop, "official": official_note, "load_average_start": os.getloadavg()}
     for name, (sampler, tgt, products) in runs.items():
         # timing: no saving, compile excluded, median of rounds, interleaved with the roof and the official sampler
@@ -307,11 +319,21 @@ def main(argv: list[str] | None = None) -> int:
             k = jax.random.fold_in(k_run, next(rnd))
             jax.block_until_ready(_run(sampler, tgt, x0, k, args.timing_steps, args.timing_steps, False).final)
 
-        roof_dtype = "bfloat16" if name == "gwg-bf16" else "float32"
+        if name.endswith("@dp"):  # the chains sharded over the devices (run jits itself, cached)
+            if len(jax.devices()) < 2 or args.chains % len(jax.devices()):
+                raise SystemExit(f"{name}: give --cpu-devices N >= 2 dividing --chains {args.chains}")
+
+            def ours(sampler=sampler, tgt=tgt):  # noqa: F811 - the data-parallel variant of the same timing
+                k = jax.random.fold_in(k_run, next(rnd))
+                jax.block_until_ready(samplers.run(sampler, tgt, x0, num_steps=args.timing_steps, key=k, batched=True,
+                                                   thin=args.timing_steps, sharding=sharding).final)
+
+            ours()  # compile
+        roof_dtype = "bfloat16" if name.removesuffix("@dp") == "gwg-bf16" else "float32"
         fns = {"zoo": (ours, args.timing_steps)}
         if products:
             fns["roof"] = (roofs[roof_dtype], args.timing_steps)
-        off = OFFICIAL_FOR.get(name)
+        off = OFFICIAL_FOR.get(name.removesuffix("@dp"))
         if off in official_steps:
             fns.update(official_rounds(official_steps[off], args.official_steps, threads, mods[0]))
             fns.update(official_rounds(torch_mm_step(mods[0], np.asarray(model.W), args.chains),
