@@ -232,3 +232,17 @@ def test_mmd(getkey):
     r = jax.random.bernoulli(getkey(), 0.5, (400, 20)).astype(jnp.float32)
     same, diff = float(mmd(p, q)), float(mmd(p, r))
     assert abs(same) < 2e-3 and diff > 10 * max(abs(same), 1e-4)
+
+
+def test_cli_sample_runs_rbm_chains_data_parallel(tmp_path, capsys):
+    """With several devices (the tests' 4 CPU devices) `zoo sample` spreads an RBM's chains over them (its jitted
+    path, weights replicated): the very samples `model.sample` draws on one device."""
+    from zoo._cli import main
+
+    model = RBMConfig(visible=16, hidden=8, image_shape=(4, 4, 1), init_std=1.0, sample_steps=5).build(
+        key=jax.random.key(0))
+    path = zoo.save(model, tmp_path / "rbm")
+    npz = tmp_path / "s.npz"
+    assert main(["sample", str(path), "-n", "8", "-o", str(tmp_path / "s.png"), "--npz", str(npz)]) == 0
+    assert "data-parallel over 4 devices" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(npz)["samples"], model.sample(8, key=jax.random.key(0)))

@@ -92,13 +92,20 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     sharding = _chain_sharding(model, n) if k is None and "sharding" in parameters else None
     if sharding is not None:
         print(f"data-parallel over {sharding.mesh.size} devices", file=sys.stderr)
+    extra = {"sharding": sharding} if sharding is not None else {}
     if k is None and "progress" in parameters:
         # Outside jit, so that the chain runs step by step under a progress bar drawn from the host
         # (zoo.samplers.run): the compiled step then holds no callback, and JAX's persistent cache keeps it.
-        extra = {"sharding": sharding} if sharding is not None else {}
         samples = model.sample(n, progress=True, key=_key(args.seed), **extra)
     elif k is None:
-        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key), compiler_options=options)(model, _key(args.seed))
+        if sharding is not None:  # the weights on every device of the chains (they are on the first one)
+            import jax
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            replicated = NamedSharding(sharding.mesh, PartitionSpec())
+            model = jax.tree.map(lambda v: jax.device_put(v, replicated) if eqx.is_array(v) else v, model)
+        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key, **extra), compiler_options=options)(
+            model, _key(args.seed))
     else:  # (rows, k, h, w, c): one row per pair of endpoints
         samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key), compiler_options=options)(
             model, _key(args.seed))
@@ -394,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", default=None)
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on CPU, split the host into N JAX devices and run the chains data-parallel over them "
-                        "(models whose sample takes a sharding, e.g. NCSN; the same samples; on 2 cores no faster "
+                        "(models whose sample takes a sharding: NCSN, RBM; the same samples; on 2 cores no faster "
                         "for ncsn-mnist, whose progress-bar loop already keeps both busy)")
     p.set_defaults(func=_cmd_sample)
 

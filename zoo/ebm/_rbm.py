@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import samplers
@@ -224,15 +225,16 @@ class RBM(AbstractPCDModel):
 
     def sample(
         self, n: int, *, sampler: samplers.AbstractSampler | None = None, num_steps: int | None = None,
-        key: PRNGKeyArray,
+        sharding: NamedSharding | None = None, key: PRNGKeyArray,
     ) -> Array:
         """`n` samples: `num_steps` (default ``config.sample_steps``) steps of `sampler` (default:
-        block Gibbs) from ``config.sample_init`` (the base distribution, or noise); images if `image_shape`."""
+        block Gibbs) from ``config.sample_init`` (the base distribution, or noise); images if `image_shape`.
+        `sharding`: the chains data-parallel over devices, the same samples (`zoo.samplers.run`)."""
         sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         x0 = initial_chains(self.base_logits, n, self.config.sample_init, key=k0)
         steps = num_steps or self.config.sample_steps
-        x = samplers.run(sampler, self.target(), x0, num_steps=steps, key=k1, batched=True).final
+        x = samplers.run(sampler, self.target(), x0, num_steps=steps, key=k1, batched=True, sharding=sharding).final
         return x if self.config.image_shape is None else x.reshape(n, *self.config.image_shape)
 
     def to_images(self, samples: Array) -> np.ndarray:
