@@ -75,3 +75,14 @@ register_model(
         preset="dvae/rodeo-fashion-mnist",
     )
 )
+register_model(
+    ModelEntry(
+        name="dvae-rodeo-dynamic-mnist",
+        family="dvae",
+        dataset="dynamic_mnist",
+        summary="binary-latent VAE (784-200-200-200, 200 Bernoulli latents) on dynamically binarized MNIST, "
+                "RODEO (K=2)",
+        hub_repo="stein-zoo/dvae-rodeo-dynamic-mnist",
+        preset="dvae/rodeo-dynamic-mnist",
+    )
+)
