@@ -311,24 +311,19 @@ def main(argv: list[str] | None = None) -> int:
     sharding = NamedSharding(zoo.data_mesh(), PartitionSpec("data"))
     results: dict = {"gflop_per_product": gflop, "official": official_note, "load_average_start": os.getloadavg()}
     for name, (sampler, tgt, products) in runs.items():
-        # timing: no saving, compile excluded, median of rounds, interleaved with the roof and the official sampler
-        jax.block_until_ready(_run(sampler, tgt, x0, k_run, args.timing_steps, args.timing_steps, False).final)
+        # timing: no saving, compile excluded, median of rounds, interleaved with the roof and the official sampler;
+        # `@dp`: the chains sharded over the devices (`run` called eagerly jits itself, cached)
+        shard = sharding if name.endswith("@dp") else None
+        if shard is not None and (len(jax.devices()) < 2 or args.chains % len(jax.devices())):
+            raise SystemExit(f"{name}: give --cpu-devices N >= 2 dividing --chains {args.chains}")
         rnd = iter(range(10**9))
 
-        def ours(sampler=sampler, tgt=tgt):
+        def ours(sampler=sampler, tgt=tgt, shard=shard):
             k = jax.random.fold_in(k_run, next(rnd))
-            jax.block_until_ready(_run(sampler, tgt, x0, k, args.timing_steps, args.timing_steps, False).final)
+            jax.block_until_ready(samplers.run(sampler, tgt, x0, num_steps=args.timing_steps, key=k, batched=True,
+                                               thin=args.timing_steps, sharding=shard).final)
 
-        if name.endswith("@dp"):  # the chains sharded over the devices (run jits itself, cached)
-            if len(jax.devices()) < 2 or args.chains % len(jax.devices()):
-                raise SystemExit(f"{name}: give --cpu-devices N >= 2 dividing --chains {args.chains}")
-
-            def ours(sampler=sampler, tgt=tgt):  # noqa: F811 - the data-parallel variant of the same timing
-                k = jax.random.fold_in(k_run, next(rnd))
-                jax.block_until_ready(samplers.run(sampler, tgt, x0, num_steps=args.timing_steps, key=k, batched=True,
-                                                   thin=args.timing_steps, sharding=sharding).final)
-
-            ours()  # compile
+        ours()  # compile + warm-up
         roof_dtype = "bfloat16" if name.removesuffix("@dp") == "gwg-bf16" else "float32"
         fns = {"zoo": (ours, args.timing_steps)}
         if products:

@@ -312,6 +312,12 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
+def official_step_lr(cfg, official) -> float:
+    """The step_lr to give the official sampler over the first level only: it scales step_lr by (sigma_0 / sigma_0)^2
+    there, so step_lr pre-scaled by (sigma_0 / sigma_L)^2 gives the very step sizes of the full chain's first level."""
+    return cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
+
+
 def make_langevin(model, static, cfg, nb: int, ns: int):
     """``(langevin, x0, key)``: a jitted round of `ns` steps of the model's default sampler (its compiler options,
     zoo._conv), ``langevin(params, x0, key)``, and its inputs for batch `nb`."""
@@ -368,8 +374,7 @@ def rss_child(args, cfg, batch: int, threads: list[int]) -> None:
             run = official.train(torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1)))
         else:
             xt = torch.rand(nb, ch, size, size, generator=torch.Generator().manual_seed(3))
-            lr0 = cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
-            run = functools.partial(official.langevin, xt, ns, lr0)
+            run = functools.partial(official.langevin, xt, ns, official_step_lr(cfg, official))
     else:
         model = cfg.build(key=jax.random.key(0))
         params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -417,10 +422,9 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
     if official is not None:
         xt = official.torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
-        # The official sampler over the first level only: n steps of network + update (+ what it does per step).
-        # Given only that level, it scales step_lr by (sigma_0 / sigma_0)^2, so step_lr is pre-scaled by
-        # (sigma_0 / sigma_L)^2: the very step sizes of the full chain's first level, which ours takes.
-        lr0 = cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
+        # The official sampler over the first level only: n steps of network + update (+ what it does per step),
+        # at the full chain's step sizes there (official_step_lr), which ours takes.
+        lr0 = official_step_lr(cfg, official)
         fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
           f"{args.repeats} interleaved rounds, medians; load average {os.getloadavg()}", flush=True)

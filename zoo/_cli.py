@@ -92,20 +92,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     sharding = _chain_sharding(model, n) if k is None and "sharding" in parameters else None
     if sharding is not None:
         print(f"data-parallel over {sharding.mesh.size} devices", file=sys.stderr)
-    extra = {"sharding": sharding} if sharding is not None else {}
     if k is None and "progress" in parameters:
         # Outside jit, so that the chain runs step by step under a progress bar drawn from the host
         # (zoo.samplers.run): the compiled step then holds no callback, and JAX's persistent cache keeps it.
+        extra = {"sharding": sharding} if sharding is not None else {}
         samples = model.sample(n, progress=True, key=_key(args.seed), **extra)
+    elif k is None and sharding is not None:
+        # Called eagerly: zoo.samplers.run places the chains and the weights on the devices and jits the chain.
+        samples = model.sample(n, key=_key(args.seed), sharding=sharding)
     elif k is None:
-        if sharding is not None:  # the weights on every device of the chains (they are on the first one)
-            import jax
-            from jax.sharding import NamedSharding, PartitionSpec
-
-            replicated = NamedSharding(sharding.mesh, PartitionSpec())
-            model = jax.tree.map(lambda v: jax.device_put(v, replicated) if eqx.is_array(v) else v, model)
-        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key, **extra), compiler_options=options)(
-            model, _key(args.seed))
+        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key), compiler_options=options)(model, _key(args.seed))
     else:  # (rows, k, h, w, c): one row per pair of endpoints
         samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key), compiler_options=options)(
             model, _key(args.seed))

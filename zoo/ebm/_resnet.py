@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import samplers
-from .._conv import Conv2d, filter_jit_with
+from .._conv import Conv2d
 from .._errors import DataError
 from .._model import clip_images, model_for
 from ._config import ResNetEBMConfig
@@ -41,15 +41,6 @@ class _Block(eqx.Module):
         out = self.conv2.hwc(jax.nn.silu(self.conv1.hwc(h)))
         out = out + (self.shortcut.hwc(h) if self.shortcut is not None else h)
         return jax.nn.silu(out)
-
-
-def _run(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    """The chain, jitted (on every backend) with the model's compiler options."""
-    return filter_jit_with(_chain, dict(model.compiler_options()))(model, sampler, x, steps, key)
-
-
-def _chain(model: ResNetEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
 
 
 @model_for(ResNetEBMConfig)
@@ -210,7 +201,9 @@ class ResNetEBM(AbstractPCDModel):
         sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         x0 = initial_chains(self.base_logits, n, self.config.sample_init, key=k0)
-        out = _run(self, sampler, x0, num_steps or self.config.sample_steps, k1)
+        # samplers.run jits the chain itself (cached), with the model's compiler options (zoo._conv).
+        out = samplers.run(sampler, self.target(), x0, num_steps=num_steps or self.config.sample_steps, key=k1,
+                           batched=True, compiler_options=dict(self.compiler_options())).final
         s = self.config.image_size
         return out.reshape(n, s, s, 1)
 
