@@ -43,17 +43,16 @@ shapes on the same thread count).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
-import types
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -129,35 +128,16 @@ def torch_mm_step(torch, W: np.ndarray, chains: int):
 
 
 def import_official_gwg(path: str, threads: int):
-    """``(torch, rbm, samplers)``: torch and the official GWG_release modules, imported unchanged from `path`,
-    or ``(None, reason)`` when they cannot be imported.
-
-    Two things are set around them, neither a change to their code: torch's distribution argument validation is
-    turned off (the default of the torch 1.x the code was written for; torch >= 1.8 validates by default, which
-    rejects the float32 softmax over 4000 categories as "not on the simplex" and costs time), and when torchvision
-    is absent an empty stand-in is registered: the official ``utils.py`` imports it for its data loaders, which no
-    sampler uses (torchvision must match the torch build, so it is not worth installing for this).
-    """
-    try:
-        import torch
-    except ImportError:
-        return None, "torch is not installed (a benchmark-only dependency: install it in a separate environment)"
+    """``(torch, rbm, samplers)``: torch (on `threads` threads) and the official GWG_release modules, imported
+    unchanged from `path` (`_gwg_release`), or ``(None, reason)`` when they cannot be imported."""
+    mods, why = import_gwg_release(
+        path, ("samplers", "rbm"), needs="igraph, matplotlib, scikit-learn and tqdm",
+        no_torch="torch is not installed (a benchmark-only dependency: install it in a separate environment)",
+    )
+    if mods is None:
+        return None, why
+    torch, official_samplers, official_rbm = mods
     torch.set_num_threads(threads)
-    torch.distributions.Distribution.set_default_validate_args(False)
-    if importlib.util.find_spec("torchvision") is None:
-        tv = types.ModuleType("torchvision")
-        tv.transforms = types.ModuleType("torchvision.transforms")
-        tv.utils = types.ModuleType("torchvision.utils")
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.utils": tv.utils})
-    if not os.path.isfile(os.path.join(path, "samplers.py")):
-        return None, f"{path} is not a checkout of wgrathwohl/GWG_release (no samplers.py there)"
-    sys.path.insert(0, os.path.abspath(path))
-    try:
-        import rbm as official_rbm  # the official modules, unchanged
-        import samplers as official_samplers
-    except Exception as e:  # noqa: BLE001 - any import failure of a foreign checkout is reported, not raised
-        return None, (f"importing the official modules from {path} failed: {type(e).__name__}: {e} "
-                      "(they need igraph, matplotlib, scikit-learn and tqdm next to torch)")
     return (torch, official_rbm, official_samplers), None
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import resource
@@ -55,10 +54,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 
 import numpy as np
+from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
 
 
 # The paper's command (GWG_release README) and pcd_ebm_ema.py's defaults for what it does not set.
@@ -105,33 +104,14 @@ def parse_threads(text: str | None) -> list[int]:
 
 
 def import_official(path: str):
-    """``(torch, pcd_ebm_ema, mlp)``, the official modules imported unchanged from `path`, or ``(None, reason)``.
-
-    Around them, as in `scripts/bench_gwg.py` (neither a change to their code): torch's distribution argument checks
-    are off (the default of the torch 1.x the code was written for), and without torchvision an empty stand-in is
-    registered (`pcd_ebm_ema`, `utils` and `vamp_utils` import it for data loading and image dumps only).
-    """
-    try:
-        import torch
-    except ImportError:
-        return None, (f"torch is not installed for {sys.executable} (a benchmark-only dependency: give a python that "
-                      "has it with --official-python)")
-    torch.distributions.Distribution.set_default_validate_args(False)
-    if importlib.util.find_spec("torchvision") is None:
-        tv = types.ModuleType("torchvision")
-        tv.transforms = types.ModuleType("torchvision.transforms")
-        tv.utils = types.ModuleType("torchvision.utils")
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.utils": tv.utils})
-    if not os.path.isfile(os.path.join(path, "pcd_ebm_ema.py")):
-        return None, f"{path} is not a checkout of wgrathwohl/GWG_release (no pcd_ebm_ema.py there)"
-    sys.path.insert(0, os.path.abspath(path))
-    try:
-        import mlp  # the official modules, unchanged
-        import pcd_ebm_ema
-    except Exception as e:  # noqa: BLE001 - any import failure of a foreign checkout is reported, not raised
-        return None, (f"importing the official modules from {path} failed: {type(e).__name__}: {e} "
-                      "(they need scipy, matplotlib, scikit-learn, igraph and tqdm next to torch)")
-    return (torch, pcd_ebm_ema, mlp), None
+    """``(torch, pcd_ebm_ema, mlp)``, the official modules imported unchanged from `path` (`_gwg_release`), or
+    ``(None, reason)``."""
+    mods, why = import_gwg_release(
+        path, ("pcd_ebm_ema", "mlp"), needs="scipy, matplotlib, scikit-learn, igraph and tqdm",
+        no_torch=f"torch is not installed for {sys.executable} (a benchmark-only dependency: give a python that "
+                 "has it with --official-python)",
+    )
+    return mods, why
 
 
 def official_trainer(mods, args, data: np.ndarray, threads: int):
