@@ -44,6 +44,10 @@ annealed-Langevin step is a round of ``--langevin-steps`` steps (batch ``--sampl
 the first noise level: ours is `samplers.run` of the model's default sampler, theirs the
 official function given that level with step_lr pre-scaled to the same step size.
 
+With ``--convs`` (and ``--official``) the network's convolutions are also timed alone on both sides (forward,
+input and weight gradients, at the training batch; read off the jaxpr of zoo's batched score), and each side's
+training step is split into its convolutions and the rest.
+
 With ``--memory`` the peak resident set size (Linux's ``VmHWM``) of each side's training step and
 Langevin round is measured too, each in a fresh process of its own that builds only that side
 and runs only that phase (a warm-up and two more calls): framework, weights, compilation and
@@ -72,6 +76,7 @@ import time
 
 import equinox as eqx
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -457,6 +462,131 @@ def train_bench(args, train_step, train_args, batch: int, official, threads) -> 
     return interleaved_medians(fns, args.repeats)
 
 
+def conv_shapes(model, cfg, batch: int) -> list[tuple[dict, int]]:
+    """The convolutions of one batched score evaluation (the training step's forward), read off its jaxpr: each
+    distinct one's ``lax.conv_general_dilated`` arguments and how often it occurs."""
+    x = jnp.zeros((batch, cfg.image_size, cfg.image_size, cfg.channels))
+    jaxpr = jax.make_jaxpr(lambda x: jax.vmap(model.score)(x, jnp.zeros(batch, jnp.int32)))(x)
+    found: dict = {}
+
+    def walk(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                p = eqn.params
+                key = (tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape), tuple(p["window_strides"]),
+                       tuple(map(tuple, p["padding"])), tuple(p["lhs_dilation"]), tuple(p["rhs_dilation"]),
+                       p["dimension_numbers"], p["feature_group_count"])
+                found[key] = found.get(key, 0) + 1
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jaxpr.jaxpr)
+    names = ("lhs", "rhs", "strides", "padding", "lhs_dilation", "rhs_dilation", "dn", "groups")
+    return [(dict(zip(names, key)), n) for key, n in found.items()]
+
+
+_CONV_PARTS = ("all three", "forward", "input grad", "weight grad")
+
+
+def conv_bench(args, model, cfg, batch: int, official, threads, med_train: dict) -> None:
+    """The network's convolutions alone at the training batch, zoo's (XLA, the model's compiler options) and torch's
+    (NCHW as the official network runs them), interleaved rounds, medians. Per distinct convolution, all its
+    instances in the network run back to back (one jitted program; torch's calls in a loop), each on inputs of its
+    own: the forward with both gradients as a training step runs them (``jax.vjp``; torch's autograd), and each part
+    alone (the forward; the input gradient, ``torch.nn.grad.conv2d_input``; the weight gradient,
+    ``torch.nn.grad.conv2d_weight``). Summed over the network, and the rest of each side's training step
+    (`med_train`, its median step time, less its convolutions)."""
+    if official is None:
+        print("--convs needs --official (torch) to compare")
+        return
+    torch, fn = official.torch, official.torch.nn.functional
+    options = dict(model.compiler_options()) or None
+    parts: dict = {}
+    shapes = conv_shapes(model, cfg, batch)
+    for i, (c, n) in enumerate(shapes):
+        if c["dn"].lhs_spec != (0, 3, 1, 2) or c["groups"] != 1 or set(c["lhs_dilation"]) != {1}:
+            raise SystemExit(f"--convs: a convolution zoo's NCSN does not use: {c}")
+        (pt, pb), (pl, pr) = c["padding"]
+        if pt != pb or pl != pr:
+            raise SystemExit(f"--convs: asymmetric padding {c['padding']} has no torch conv2d equivalent")
+
+        def conv(x, w, c=c):
+            return jax.lax.conv_general_dilated(x, w, c["strides"], c["padding"], rhs_dilation=c["rhs_dilation"],
+                                                dimension_numbers=c["dn"])
+
+        keys = jax.random.split(jax.random.key(i), (n, 2))
+        xs = [jax.random.normal(k[0], c["lhs"]) for k in keys]
+        ws = [jax.random.normal(k[1], c["rhs"]) * 0.05 for k in keys]
+        dys = [conv(x, w) for x, w in zip(xs, ws)]  # cotangents: any arrays of the output's shape
+
+        def fwd_vjp(x, w, dy, conv=conv):
+            y, vjp = jax.vjp(conv, x, w)
+            return y, vjp(dy)
+
+        one = {
+            "all three": fwd_vjp,
+            "forward": lambda x, w, dy, conv=conv: conv(x, w),
+            "input grad": lambda x, w, dy, conv=conv: jax.vjp(lambda x: conv(x, w), x)[1](dy),
+            "weight grad": lambda x, w, dy, conv=conv: jax.vjp(lambda w: conv(x, w), w)[1](dy),
+        }
+        nchw = [[torch.tensor(np.asarray(a).transpose(*t)) for a in arrays]
+                for arrays, t in ((xs, (0, 3, 1, 2)), (ws, (3, 2, 0, 1)), (dys, (0, 3, 1, 2)))]  # HWIO -> OIHW
+        xts, wts, dyts = nchw
+        grads = [(x.clone().requires_grad_(), w.clone().requires_grad_()) for x, w in zip(xts, wts)]
+        kw = {"stride": c["strides"], "padding": (pt, pl), "dilation": c["rhs_dilation"]}
+
+        def autograd(grads=grads, dyts=dyts, kw=kw):
+            for (x, w), dy in zip(grads, dyts):
+                fn.conv2d(x, w, **kw).backward(dy)
+                x.grad = w.grad = None
+
+        def no_grad(f, xts=xts, wts=wts, dyts=dyts):
+            def run():
+                with torch.no_grad():
+                    for x, w, dy in zip(xts, wts, dyts):
+                        f(x, w, dy)
+            return run
+
+        theirs = {
+            "all three": autograd,
+            "forward": no_grad(lambda x, w, dy, kw=kw: fn.conv2d(x, w, **kw)),
+            "input grad": no_grad(lambda x, w, dy, kw=kw: torch.nn.grad.conv2d_input(x.shape, w, dy, **kw)),
+            "weight grad": no_grad(lambda x, w, dy, kw=kw: torch.nn.grad.conv2d_weight(x, w.shape, dy, **kw)),
+        }
+        for part in _CONV_PARTS:
+            f = jax.jit(lambda xs, ws, dys, f=one[part]: [f(*a) for a in zip(xs, ws, dys)], compiler_options=options)
+            jax.block_until_ready(f(xs, ws, dys))  # compile + warm-up
+            parts[i, part] = (lambda f=f, a=(xs, ws, dys): jax.block_until_ready(f(*a)), theirs[part])
+    print(f"the network's {sum(n for _, n in shapes)} convolutions ({len(shapes)} distinct) at batch {batch}, each "
+          f"distinct one's instances back to back: forward and both gradients ('all three') and each part alone, "
+          f"{args.repeats} interleaved rounds, medians (ms per instance, zoo / official, official / zoo):", flush=True)
+    total: dict = {}
+    for t in threads:
+        torch.set_num_threads(t)
+        official_name = f"official_{t}t"
+        for i, (c, n) in enumerate(shapes):
+            cells = []
+            for part in _CONV_PARTS:
+                ours, theirs = parts[i, part]
+                theirs()  # warm-up at this thread count
+                med = interleaved_medians({"zoo": (ours, lambda: None), official_name: (theirs, lambda: None)},
+                                          args.repeats)
+                for name, sec in med.items():
+                    total[name, part] = total.get((name, part), 0.0) + sec
+                cells.append(f"{part} {med['zoo'] / n * 1e3:.1f} / {med[official_name] / n * 1e3:.1f} "
+                             f"({med[official_name] / med['zoo']:.2f}x)")
+            print(f"  {n:2d} x input {c['lhs']} kernel {c['rhs']} dilation {c['rhs_dilation'][0]}: " +
+                  "; ".join(cells))
+    for part in _CONV_PARTS:
+        total["zoo", part] /= len(threads)  # timed once per thread count
+        print(f"all convolutions of a training step, {part}: " +
+              ", ".join(f"{name} {sec:.3f} s" for (name, q), sec in total.items() if q == part))
+        print_speedup({name: sec for (name, q), sec in total.items() if q == part}, f"convolutions, {part}")
+    rest = {name: med_train[name] - sec for (name, q), sec in total.items() if q == "all three" and name in med_train}
+    print("the rest of the training step (its median time less its convolutions' 'all three'): " +
+          ", ".join(f"{name} {sec:.3f} s" for name, sec in rest.items()))
+
+
 def print_quoted(quoted, batch: int, nb: int) -> None:
     """The reference notes' official PyTorch times, printed for reference only: they were measured on another
     machine, so no ratio is computed from them."""
@@ -493,6 +623,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-train", action="store_true", help="time sampling only")
     p.add_argument("--memory", action="store_true", help="also measure each side's peak RSS for training and "
                    "sampling, each in a fresh process of its own")
+    p.add_argument("--convs", action="store_true", help="with --official: also time the network's convolutions "
+                   "alone (forward and both gradients) on both sides, to split the training step's time")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
@@ -578,6 +710,8 @@ def main(argv: list[str] | None = None) -> None:
             line += f"; {f_train / 1e9:.1f} GFLOP/step -> {rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of peak"
         print(line)
     print_speedup(med_train, "train step")
+    if args.convs:
+        conv_bench(args, model, cfg, batch, train_official, threads, med_train)
     t_train = med_train["zoo"]
     if args.devices > 1:
         ndev = len(jax.devices())
