@@ -1,4 +1,4 @@
-"""Pairwise squared distances and the median-heuristic bandwidth."""
+"""The median-heuristic bandwidth (and the pairwise squared distances it reads, `zoo._distances`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._distances import sq_distances as sq_distances  # re-exported by zoo.kscore
 from .._order import kth_smallest
-
-
-def sq_distances(x: Float[Array, "m d"], y: Float[Array, "n d"]) -> Float[Array, "m n"]:
-    """``||x_m - y_n||^2`` as an (m, n) matrix, via ``|x|^2 + |y|^2 - 2 x.y`` (no (m, n, d) tensor)."""
-    xx = jnp.sum(x * x, axis=-1)
-    yy = jnp.sum(y * y, axis=-1)
-    return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * (x @ y.T), 0.0)
 
 
 def median_heuristic(x: Float[Array, "m d"], y: Float[Array, "n d"] | None = None) -> Float[Array, ""]:

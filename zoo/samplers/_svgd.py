@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._distances import sq_distances
 from .._order import median
 from ._base import SAMPLERS, AbstractSampler
 from ._score import as_score
@@ -44,16 +45,9 @@ def svgd_bandwidth(x: Float[Array, "n d"]) -> Float[Array, ""]:
     """The median rule of Liu & Wang's code: ``h = sqrt(med / (2 log(n + 1)))``, ``med`` the median of
     all n^2 squared pairwise distances; 1 when every particle coincides (the code would divide by 0)."""
     n = x.shape[0]
-    med = median(_sq_distances(x))  # exact, without XLA's slow sort (zoo._order)
+    med = median(sq_distances(x))  # exact, without XLA's slow sort (zoo._order)
     h = jnp.sqrt(0.5 * med / jnp.log(jnp.asarray(n + 1.0, x.dtype)))
     return jax.lax.stop_gradient(jnp.where(med > 0, h, jnp.ones_like(h)))
-
-
-def _sq_distances(x: Float[Array, "n d"]) -> Float[Array, "n n"]:
-    """``||x_i - x_j||^2`` by matrix products, with an exact zero diagonal (no rounding residue)."""
-    xx = jnp.sum(x * x, axis=-1)
-    d2 = jnp.maximum(xx[:, None] + xx[None, :] - 2.0 * (x @ x.T), 0.0)
-    return jnp.where(jnp.eye(x.shape[0], dtype=bool), jnp.zeros_like(d2), d2)
 
 
 @SAMPLERS.register("svgd")
@@ -101,7 +95,7 @@ class SVGD(AbstractSampler[SVGDState]):
         n = x.shape[0]
         flat = x.reshape(n, -1)
         h = svgd_bandwidth(flat) if self.bandwidth is None else jnp.asarray(self.bandwidth, x.dtype)
-        k = jnp.exp(-_sq_distances(flat) / (2.0 * h * h))  # symmetric
+        k = jnp.exp(-sq_distances(flat) / (2.0 * h * h))  # symmetric
         # sum_j grad_{x_j} k(x_j, x_i) = sum_j k_ij (x_i - x_j) / h^2
         repulsion = (flat * jnp.sum(k, axis=1, keepdims=True) - k @ flat) / (h * h)
         phi = (k @ scores.reshape(n, -1) + repulsion) / n
