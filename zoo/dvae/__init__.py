@@ -86,3 +86,14 @@ register_model(
         preset="dvae/rodeo-dynamic-mnist",
     )
 )
+register_model(
+    ModelEntry(
+        name="dvae-rodeo-omniglot",
+        family="dvae",
+        dataset="omniglot",
+        summary="binary-latent VAE (784-200-200-200, 200 Bernoulli latents) on dynamically binarized Omniglot "
+                "28x28, RODEO (K=2)",
+        hub_repo="stein-zoo/dvae-rodeo-omniglot",
+        preset="dvae/rodeo-omniglot",
+    )
+)
