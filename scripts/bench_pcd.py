@@ -106,12 +106,11 @@ def parse_threads(text: str | None) -> list[int]:
 def import_official(path: str):
     """``(torch, pcd_ebm_ema, mlp)``, the official modules imported unchanged from `path` (`_gwg_release`), or
     ``(None, reason)``."""
-    mods, why = import_gwg_release(
+    return import_gwg_release(
         path, ("pcd_ebm_ema", "mlp"), needs="scipy, matplotlib, scikit-learn, igraph and tqdm",
         no_torch=f"torch is not installed for {sys.executable} (a benchmark-only dependency: give a python that "
                  "has it with --official-python)",
     )
-    return mods, why
 
 
 def official_trainer(mods, args, data: np.ndarray, threads: int):
