@@ -7,7 +7,9 @@ each estimator's own run exactly as the official code (thjashin/rodeo) records i
 
 Per (K, estimator, seed): the preset's model (default `dvae/rodeo-binarized-mnist`: static
 binarized MNIST, nonlinear 784-200-200-200, batch 100, Adam lr 1e-3 eps 1e-7 -- the official
-README's learning rate for MNIST; `dvae/rodeo-fashion-mnist` has its 3e-4) with that estimator,
+README's learning rate for MNIST; `dvae/rodeo-fashion-mnist` has its 3e-4; the estimators' own
+parameters, control networks and RODEO's alpha/beta, train at the official code's own 1e-3 whatever
+the run's rate: `DVAEConfig.estimator_learning_rate`) with that estimator,
 built from ``key(seed)`` (so every estimator starts from the same encoder and decoder and sees the
 same batches for a given seed), trained by `zoo.fit`. Along the run:
 

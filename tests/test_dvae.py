@@ -165,3 +165,31 @@ def test_preset_trains_on_each_dataset(dataset, getkey, tmp_path):
     # held-out data are binarized once (grey sets) and accepted by evaluate's preparation step
     held_out = result.model.prepare(data[:4], key=getkey())
     assert held_out.shape == (4, 784) and set(np.unique(held_out)) <= {0.0, 1.0}
+
+
+def test_estimator_parameters_train_at_their_own_rate(getkey):
+    """`estimator_learning_rate` (the official code's own Adam at 1e-3 for the control variates): after one
+    Adam step (a step of size ~rate per coordinate) the encoder and decoder moved as they do at the run's
+    rate, and the estimator's parameters moved exactly rate / run-rate times as far."""
+    data = np.tile(X.reshape(4, 2, 3, 1), (2, 1, 1, 1))
+    cfg = zoo.TrainConfig(steps=1, batch_size=8, learning_rate=3e-4, eps=1e-7)
+    key, k_train = getkey(), getkey()
+    runs = {}
+    for rate in (None, 1e-3):
+        model = _tiny(key, estimator_learning_rate=rate)
+        runs[rate] = (model, zoo.train(model, data, cfg, key=k_train, progress=False).model)
+
+    def delta(pair, part):
+        before, after = (jax.tree.leaves(eqx.filter(getattr(m, part), eqx.is_array)) for m in pair)
+        return [np.asarray(a - b) for a, b in zip(after, before)]
+
+    for part in ("encoder", "decoder"):
+        for x, y in zip(delta(runs[None], part), delta(runs[1e-3], part)):
+            np.testing.assert_array_equal(x, y)
+    moved = delta(runs[None], "estimator")
+    assert sum(np.abs(d).max() > 0 for d in moved) >= 2  # alpha, beta (the zero-initialised output layer holds
+    # the control network's first layers still for one step)
+    for x, y in zip(moved, delta(runs[1e-3], "estimator")):
+        np.testing.assert_allclose(y, x * (1e-3 / 3e-4), rtol=1e-4, atol=1e-10)
+    with pytest.raises(zoo.ConfigError, match="estimator_learning_rate"):
+        DVAEConfig(estimator_learning_rate=0.0)

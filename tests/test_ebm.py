@@ -103,7 +103,8 @@ def test_resnet_ebm_step_compiles_with_its_options_and_agrees_with_xla_defaults(
     YNNPACK fusions off (single-threaded inside the GWG loop; `zoo._conv.conv_compiler_options`). Only float
     rounding changes: the same chains (buffer) and the loss to float precision."""
     from zoo._conv import conv_compiler_options
-    from zoo._train import _make_step, _optimizer
+    from zoo._optim import make_optimizer
+    from zoo._train import _make_step
 
     data = _binary_data(16, (8, 8, 1), getkey())
     cfg = ResNetEBMConfig(channels=24, num_blocks=0, image_size=8, sampling_steps=3, buffer_size=16)
@@ -113,7 +114,7 @@ def test_resnet_ebm_step_compiles_with_its_options_and_agrees_with_xla_defaults(
         assert dict(model.compiler_options()) == {"xla_cpu_experimental_ynn_fusion_type": ""}
     state = model.init_state(data, key=getkey())
     tc = zoo.TrainConfig(steps=1, batch_size=8)
-    opt_state = _optimizer(tc, None).init(eqx.filter(model, model.trainable()))
+    opt_state = make_optimizer(tc).init(eqx.filter(model, model.trainable()))
     args = (getkey(), model, opt_state, state, data[:8])
     outs = {}
     for name, options in (("ours", model.compiler_options()), ("xla defaults", ())):

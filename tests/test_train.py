@@ -216,3 +216,29 @@ def test_optimizer_passed_as_an_object(getkey):
     assert frozen.ema is not None
     moved = zoo.fit(model, data, cfg, key=getkey(), progress=False, optimizer=optax.sgd(0.1))
     assert not all(np.array_equal(a, b) for a, b in zip(arrays(model), arrays(moved.model)))
+
+
+def test_leaf_scales_are_the_same_adam_at_each_leafs_rate():
+    """Per-parameter rates (`AbstractModel.learning_rates` -> `make_optimizer(leaf_scales=)`): with Adam,
+    each scaled leaf follows exactly Adam at its own rate, i.e. `optax.multi_transform` of two Adams."""
+    params = {"a": np.ones((3,), np.float32), "b": {"c": np.zeros((2, 2), np.float32), "d": np.ones((), np.float32)}}
+    rates = {"a": 3e-4, "b": {"c": 1e-3, "d": 3e-4}}
+    tc = zoo.TrainConfig(steps=1, batch_size=1, learning_rate=3e-4, eps=1e-7)
+    scales = tuple(r / tc.learning_rate for r in jax.tree.leaves(rates))
+    ours = make_optimizer(tc, leaf_scales=scales)
+    labels = {"a": "run", "b": {"c": "own", "d": "run"}}
+    ref = optax.multi_transform({"run": optax.adam(3e-4, eps=1e-7), "own": optax.adam(1e-3, eps=1e-7)}, labels)
+    # The scaling adds no arrays to the optimiser state: a saved state restores into it.
+    assert len(jax.tree.leaves(ours.init(params))) == len(jax.tree.leaves(make_optimizer(tc).init(params)))
+    p1, s1, p2, s2 = params, ours.init(params), params, ref.init(params)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        g = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(np.float32), params)
+        u1, s1 = ours.update(g, s1, p1)
+        u2, s2 = ref.update(g, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    for x, y in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(p1["b"]["c"], 0.0)
+    with pytest.raises(ValueError, match="2 scales for 3"):
+        make_optimizer(tc, leaf_scales=(1.0, 2.0)).init(params)

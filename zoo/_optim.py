@@ -69,18 +69,48 @@ def _sgd(lr: optax.ScalarOrSchedule, config: TrainConfig) -> optax.GradientTrans
     return optax.sgd(lr)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optax chain for a `TrainConfig`: clipping, the named optimiser with warm-up, then EMA."""
-    lr: optax.ScalarOrSchedule = config.learning_rate
-    if config.warmup_steps > 0:
-        lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+def make_optimizer(
+    config: TrainConfig,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    leaf_scales: tuple[float, ...] | None = None,
+) -> optax.GradientTransformation:
+    """The optax chain for a `TrainConfig`: clipping, the named optimiser with warm-up (or
+    `optimizer`, an optax object used as it is), each parameter's step scaled by its entry of
+    `leaf_scales` (`scale_leaves`; per-parameter learning rates), then EMA."""
     parts = []
-    if config.grad_clip is not None:
-        parts.append(optax.clip_by_global_norm(config.grad_clip))
-    parts.append(get_optimizer(config.optimizer)(lr, config))
+    if optimizer is None:
+        lr: optax.ScalarOrSchedule = config.learning_rate
+        if config.warmup_steps > 0:
+            lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+        if config.grad_clip is not None:
+            parts.append(optax.clip_by_global_norm(config.grad_clip))
+        optimizer = get_optimizer(config.optimizer)(lr, config)
+    parts.append(optimizer)
+    if leaf_scales is not None:
+        parts.append(scale_leaves(leaf_scales))
     if config.ema_decay is not None:
         parts.append(ema_params(config.ema_decay))
     return optax.chain(*parts)
+
+
+def scale_leaves(scales: tuple[float, ...]) -> optax.GradientTransformation:
+    """Multiply the updates' i-th array leaf (in `jax.tree.leaves` order) by ``scales[i]``: one
+    `optax.masked` `optax.scale` per distinct factor other than 1. Stateless (its state has no
+    arrays), so adding it leaves a saved optimiser state's arrays as they are."""
+    scales = tuple(float(s) for s in scales)
+
+    def mask(value: float) -> Callable[[PyTree], PyTree[bool]]:
+        def fn(updates: PyTree) -> PyTree[bool]:
+            leaves, treedef = jax.tree.flatten(updates)
+            if len(leaves) != len(scales):
+                raise ValueError(f"scale_leaves has {len(scales)} scales for {len(leaves)} parameter arrays")
+            return jax.tree.unflatten(treedef, [s == value for s in scales])
+
+        return fn
+
+    factors = sorted({s for s in scales if s != 1.0})
+    return optax.chain(*(optax.masked(optax.scale(f), mask(f)) for f in factors))
 
 
 class EmaParamsState(NamedTuple):

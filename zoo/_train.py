@@ -33,7 +33,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 from . import _leaves
 from ._errors import CheckpointError, ConfigError
 from ._model import AbstractModel
-from ._optim import ema_params, get_ema, get_optimizer, make_optimizer, set_ema
+from ._optim import get_ema, get_optimizer, make_optimizer, set_ema
 from ._progress import tqdm_bar
 from .data._batching import batch_indices
 
@@ -130,20 +130,32 @@ def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
     return jax.tree.map(lambda x: jax.device_put(jnp.copy(x), sharding) if eqx.is_array(x) else x, tree)
 
 
-def _optimizer(config: TrainConfig, optimizer: optax.GradientTransformation | None) -> optax.GradientTransformation:
-    """`optimizer` (an optax object) followed by the config's EMA, or the config's own chain."""
-    if optimizer is None:
-        return make_optimizer(config)
-    return optax.chain(optimizer, ema_params(config.ema_decay)) if config.ema_decay is not None else optimizer
+def _leaf_scales(model: AbstractModel, config: TrainConfig) -> tuple[float, ...] | None:
+    """Each trainable array's ``rate / config.learning_rate`` from `AbstractModel.learning_rates`,
+    or None where every parameter trains at the run's rate."""
+    rates = model.learning_rates(config.learning_rate)
+    if rates is None:
+        return None
+    params = eqx.filter(model, model.trainable())
+    n_params, rate_leaves = len(jax.tree.leaves(params)), jax.tree.leaves(rates)
+    if len(rate_leaves) != n_params:
+        raise ValueError(
+            f"{type(model).__name__}.learning_rates gave {len(rate_leaves)} rates for {n_params} trainable arrays"
+        )
+    scales = tuple(float(r) / config.learning_rate for r in rate_leaves)
+    return None if all(s == 1.0 for s in scales) else scales
 
 
 @functools.lru_cache(maxsize=16)
 def _make_step(
-    config: TrainConfig, optimizer: optax.GradientTransformation | None, options: tuple[tuple[str, Any], ...] = ()
+    config: TrainConfig,
+    optimizer: optax.GradientTransformation | None,
+    options: tuple[tuple[str, Any], ...] = (),
+    leaf_scales: tuple[float, ...] | None = None,
 ) -> Callable:
-    # Cached on the (hashable) config, optimiser and the model's compiler options (`AbstractModel.compiler_options`)
-    # so repeated `fit` calls reuse the compiled step.
-    optimizer = _optimizer(config, optimizer)
+    # Cached on the (hashable) config, optimiser, the model's compiler options (`AbstractModel.compiler_options`)
+    # and per-parameter rates so repeated `fit` calls reuse the compiled step.
+    optimizer = make_optimizer(config, optimizer, leaf_scales=leaf_scales)
 
     @eqx.filter_jit(donate="all-except-first", compiler_options=dict(options) or None)
     def step(key, model, opt_state, state, batch):
@@ -244,7 +256,8 @@ def fit(
         )
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
-    opt = _optimizer(config, optimizer)
+    leaf_scales = _leaf_scales(model, config)
+    opt = make_optimizer(config, optimizer, leaf_scales=leaf_scales)
     key_state, key_steps = jax.random.split(key)
 
     model = _place(model, replicated)
@@ -273,7 +286,7 @@ def fit(
             earlier_s, estimated = _earlier_wall_time(meta, workdir, latest)
         log_file = open(workdir / "metrics.jsonl", "a")
 
-    step_fn = _make_step(config, optimizer, model.compiler_options())
+    step_fn = _make_step(config, optimizer, model.compiler_options(), leaf_scales)
     bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
     sums: dict[str, Any] = {}
     count = 0

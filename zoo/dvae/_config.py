@@ -23,6 +23,10 @@ class DVAEConfig(AbstractConfig):
     - `iw_samples`, `iw_chunk`: importance samples for the IWAE bound in `evaluate`, and how many
       are decoded at once; `variance_replicates`, `variance_batch`: gradient estimates and data
       points used to measure the encoder-gradient variance.
+    - `estimator_learning_rate`: the rate the estimator's own parameters (control network,
+      RODEO's alpha and beta) train at, whatever the run's `TrainConfig.learning_rate`, as the
+      official RODEO code trains them (its own Adam at ``control_lr = hyper_lr = 1e-3``; with Adam,
+      zoo's per-parameter rate is exactly that optimiser); ``None`` trains them at the run's rate.
     - `combine_chunk`: data points per chunk when combining samples into estimates (keeps RODEO's
       per-neighbour work in cache; on the 2-core CPU chunks of 5 were as fast as or slightly faster
       than the whole batch of 100 at once); ``None`` for one pass.
@@ -40,6 +44,7 @@ class DVAEConfig(AbstractConfig):
     estimator: str = "rodeo"
     num_samples: int = 2
     control_width: int = 100
+    estimator_learning_rate: float | None = 1e-3
     dynamic_binarization: bool = False
     combine_chunk: int | None = 5  # data points per chunk in the estimator's combination step
     iw_samples: int = 1000
@@ -56,6 +61,9 @@ class DVAEConfig(AbstractConfig):
             from ..estimators import DisARM
 
             DisARM(self.num_samples)  # raises the ConfigError that explains the fix
+        if self.estimator_learning_rate is not None and not self.estimator_learning_rate > 0:
+            rate = self.estimator_learning_rate
+            raise ConfigError(f"estimator_learning_rate must be positive (or None for the run's rate), not {rate}")
         shape = tuple(self.image_shape)
         if shape[0] * shape[1] * shape[2] != self.data_dim:
             raise ConfigError(f"image_shape {shape} does not hold data_dim={self.data_dim} pixels")
