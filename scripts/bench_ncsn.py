@@ -85,6 +85,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
 from zoo import samplers
+from zoo._onednn import available as onednn_available, conv as zoo_conv, xla_kernels
 from zoo.ncsn import NCSNConfig
 
 
@@ -109,8 +110,11 @@ def best_time(fn, *args, repeats: int) -> float:
 
 
 def _flops(jitted, *args) -> float | None:
+    """XLA's FLOP count of `jitted`, traced here with XLA's convolutions (it counts no FFI call, so oneDNN's
+    convolutions would be missing): pass a function not traced before (JAX would reuse that trace)."""
     try:
-        cost = jitted.lower(*args).compile().cost_analysis()
+        with xla_kernels():
+            cost = jitted.trace(*args).lower().compile().cost_analysis()
         if isinstance(cost, list):
             cost = cost[0]
         return float(cost["flops"])
@@ -425,6 +429,11 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
+    if args.xla_convs:
+        with xla_kernels():
+            langevin_xla = make_langevin(model, static, cfg, nb, ns)[0]
+            jax.block_until_ready(langevin_xla(params, x0, key))
+        fns["zoo_xla_convs"] = (lambda: jax.block_until_ready(langevin_xla(params, x0, key)), lambda: None)
     if official is not None:
         xt = official.torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
         # The official sampler over the first level only: n steps of network + update (+ what it does per step),
@@ -448,11 +457,15 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     return med, langevin, x0, key
 
 
-def train_bench(args, train_step, train_args, batch: int, official, threads) -> dict:
-    """One training step (loss, gradients, Adam) of ours and (if `official`, measured on each torch thread count) the
-    official code's on the same batch, interleaved rounds, medians. Returns ``{name: s/step}``."""
+def train_bench(args, train_step, train_args, batch: int, official, threads, train_step_xla=None) -> dict:
+    """One training step (loss, gradients, Adam) of ours (and `train_step_xla`, ours on XLA's convolutions) and (if
+    `official`, measured on each torch thread count) the official code's on the same batch, interleaved rounds,
+    medians. Returns ``{name: s/step}``."""
     jax.block_until_ready(train_step(*train_args))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(train_step(*train_args)), lambda: None)}
+    if train_step_xla is not None:
+        jax.block_until_ready(train_step_xla(*train_args))
+        fns["zoo_xla_convs"] = (lambda: jax.block_until_ready(train_step_xla(*train_args)), lambda: None)
     if official is not None:
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
@@ -466,7 +479,8 @@ def conv_shapes(model, cfg, batch: int) -> list[tuple[dict, int]]:
     """The convolutions of one batched score evaluation (the training step's forward), read off its jaxpr: each
     distinct one's ``lax.conv_general_dilated`` arguments and how often it occurs."""
     x = jnp.zeros((batch, cfg.image_size, cfg.image_size, cfg.channels))
-    jaxpr = jax.make_jaxpr(lambda x: jax.vmap(model.score)(x, jnp.zeros(batch, jnp.int32)))(x)
+    with xla_kernels():  # the convolutions as lax.conv_general_dilated, whichever kernels zoo runs
+        jaxpr = jax.make_jaxpr(lambda x: jax.vmap(model.score)(x, jnp.zeros(batch, jnp.int32)))(x)
     found: dict = {}
 
     def walk(jx):
@@ -510,9 +524,8 @@ def conv_bench(args, model, cfg, batch: int, official, threads, med_train: dict)
         if pt != pb or pl != pr:
             raise SystemExit(f"--convs: asymmetric padding {c['padding']} has no torch conv2d equivalent")
 
-        def conv(x, w, c=c):
-            return jax.lax.conv_general_dilated(x, w, c["strides"], c["padding"], rhs_dilation=c["rhs_dilation"],
-                                                dimension_numbers=c["dn"])
+        def conv(x, w, c=c):  # zoo's convolution, as the network runs it (oneDNN's kernels where available)
+            return zoo_conv(x, w, stride=c["strides"], padding=c["padding"], dilation=c["rhs_dilation"])
 
         keys = jax.random.split(jax.random.key(i), (n, 2))
         xs = [jax.random.normal(k[0], c["lhs"]) for k in keys]
@@ -625,6 +638,8 @@ def main(argv: list[str] | None = None) -> None:
                    "sampling, each in a fresh process of its own")
     p.add_argument("--convs", action="store_true", help="with --official: also time the network's convolutions "
                    "alone (forward and both gradients) on both sides, to split the training step's time")
+    p.add_argument("--xla-convs", action="store_true", help="also time zoo with XLA's convolutions instead of "
+                   "oneDNN's (zoo._onednn), interleaved in the same rounds (the row zoo_xla_convs)")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
@@ -679,7 +694,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"the converted network does not reproduce the official one ({err:.1e})")
     n_params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
     print(f"NCSN {args.variant} {args.dataset} {size}x{size}x{ch}, ngf {ngf}, {n_params / 1e6:.2f} M params; "
-          f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores visible), JAX {jax.__version__}, NHWC, fp32")
+          f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores visible), JAX {jax.__version__}, NHWC, fp32; "
+          f"zoo's convolutions on {'oneDNN (zoo._onednn)' if onednn_available() else 'XLA'}")
     print(official_note, flush=True)
 
     print(f"load average (1, 5, 15 min): {os.getloadavg()}; timings are only comparable on a quiet machine")
@@ -701,8 +717,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
         return
     train_official = official if official is not None and official.train is not None else None
-    med_train = train_bench(args, train_step, (params, opt_state, x, k), batch, train_official, threads)
-    f_train = _flops(train_step, params, opt_state, x, k)
+    train_step_xla = None
+    if args.xla_convs:
+        with xla_kernels():
+            train_step_xla = make_train_step(model, static)[0]
+            jax.block_until_ready(train_step_xla(params, opt_state, x, k))  # traced here: XLA's convolutions
+    med_train = train_bench(args, train_step, (params, opt_state, x, k), batch, train_official, threads,
+                            train_step_xla)
+    f_train = _flops(make_train_step(model, static)[0], params, opt_state, x, k)  # a fresh trace (see _flops)
     for name, t in med_train.items():
         line = f"train step, batch {batch}, {name}: {t:.3f} s ({1 / t:.3f} steps/s, {batch / t:.1f} img/s)"
         if f_train:

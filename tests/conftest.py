@@ -12,6 +12,9 @@ os.environ.setdefault("ZOO_PROGRESS", "0")
 # The CLI's persistent JAX compilation cache off (tests/test_cli_cache.py turns it on in a child process).
 os.environ.setdefault("ZOO_COMPILATION_CACHE", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Convolutions on oneDNN's kernels wherever they are available, without timing each shape against XLA's
+# (zoo/_onednn/_choice.py): deterministic, and the suite exercises them (tests/test_onednn.py tests the choice).
+os.environ.setdefault("ZOO_ONEDNN", "1")
 
 import itertools  # noqa: E402
 import pathlib  # noqa: E402

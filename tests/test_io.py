@@ -53,6 +53,21 @@ def test_atomic_dir(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
 
 
+def test_atomic_dir_first_builder_wins(tmp_path):
+    """Two processes building the same folder (the oneDNN handlers' cache): the one that finishes second
+    finds the first's folder, leaves it alone and gets FileExistsError."""
+    target = tmp_path / "lib"
+
+    def racing(d):
+        (d / "mine").write_text("2")
+        atomic_dir(target, lambda other: (other / "theirs").write_text("1"))  # the other builder finishes first
+
+    with pytest.raises(FileExistsError):
+        atomic_dir(target, racing)
+    assert sorted(os.listdir(target)) == ["theirs"]
+    assert sorted(os.listdir(tmp_path)) == ["lib"]
+
+
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "z"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))

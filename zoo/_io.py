@@ -69,7 +69,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_dir(path: str | os.PathLike[str], fill: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Build a folder at `path` atomically: `fill(tmp)` writes into an empty sibling folder,
     which is then renamed into place (swapping out an existing `path` if `overwrite`).
-    If `fill` raises, nothing at `path` changes."""
+    If `fill` raises, nothing at `path` changes. Without `overwrite`, a `path` that appears
+    while `fill` runs (another process building the same folder) wins: the new folder is
+    discarded and `FileExistsError` raised."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
@@ -78,7 +80,15 @@ def atomic_dir(path: str | os.PathLike[str], fill: Callable[[Path], None], *, ov
     try:
         tmp.mkdir()
         fill(tmp)
-        _swap_into_place(tmp, path)
+        if overwrite:
+            _swap_into_place(tmp, path)
+        else:
+            try:
+                os.rename(tmp, path)  # atomic; fails where `path` now exists (a non-empty folder)
+            except OSError as e:
+                if not path.exists():
+                    raise
+                raise FileExistsError(f"{path} already exists") from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

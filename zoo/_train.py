@@ -12,6 +12,7 @@ workdir's wall time adds up across resumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,6 +34,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 from . import _leaves
 from ._errors import CheckpointError, ConfigError
 from ._model import AbstractModel
+from ._onednn import xla_kernels
 from ._optim import get_ema, get_optimizer, make_optimizer, set_ema
 from ._progress import tqdm_bar
 from .data._batching import batch_indices
@@ -287,6 +289,9 @@ def fit(
         log_file = open(workdir / "metrics.jsonl", "a")
 
     step_fn = _make_step(config, optimizer, model.compiler_options(), leaf_scales)
+    # Over several devices: XLA's convolutions, which GSPMD partitions (it would replicate oneDNN's custom calls,
+    # zoo._onednn, on every device). The step traces on its first call, inside this context.
+    kernels = xla_kernels if ndev > 1 else contextlib.nullcontext
     bar = tqdm_bar(config.steps, desc="train", initial=start) if progress is not False else None
     sums: dict[str, Any] = {}
     count = 0
@@ -296,7 +301,8 @@ def fit(
             idx = batch_indices(n, config.batch_size, step, seed=config.seed)
             batch = _global_batch(data, idx, batch_sharding)
             k = jax.random.fold_in(key_steps, step)
-            model, opt_state, state, metrics = step_fn(k, model, opt_state, state, batch)
+            with kernels():
+                model, opt_state, state, metrics = step_fn(k, model, opt_state, state, batch)
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             done = step + 1

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .. import _onednn
 from .._rows import take_row
 
 
@@ -56,10 +57,9 @@ class Conv2d(eqx.Module):
     def __call__(self, x: Float[Array, "h w cin"]) -> Float[Array, "h w cout"]:
         k = self.weight.shape[0]
         pad = self.dilation * (k - 1) // 2
-        y = jax.lax.conv_general_dilated(
-            x[None], self.weight, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-            rhs_dilation=(self.dilation, self.dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )[0]
+        # oneDNN's kernels on CPU where they are available (`zoo._onednn`), else XLA's
+        d = self.dilation
+        y = _onednn.conv(x[None], self.weight, padding=((pad, pad), (pad, pad)), dilation=(d, d))[0]
         if self.bias is not None:
             y = y + self.bias.reshape(1, 1, -1)
         return y

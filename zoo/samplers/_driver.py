@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .._conv import filter_jit_with
+from .._onednn import xla_kernels
 from .._progress import ProgressMeter
 from ._base import AbstractSampler
 from ._random import split
@@ -83,7 +86,7 @@ def _chain(
     return ChainResult(final=carry[0], samples=samples, info=info)
 
 
-def run(
+def _run(
     sampler: AbstractSampler,
     target: Any,
     x0: PyTree[Array],
@@ -186,6 +189,17 @@ def run(
     else:
         result = _chain(sampler, target, x0, key, num_saved, burn_in, thin, save, meter, unroll)
     return result
+
+
+
+@functools.wraps(_run)
+def run(sampler: AbstractSampler, target: Any, x0: PyTree[Array], **kwargs: Any) -> ChainResult:
+    sharding = kwargs.get("sharding")
+    # Chains split over several devices run XLA's convolutions, which GSPMD partitions (it would replicate
+    # oneDNN's custom calls, zoo._onednn, on every device).
+    multi = isinstance(sharding, NamedSharding) and sharding.mesh.size > 1  # (_run checks the type)
+    with xla_kernels() if multi else contextlib.nullcontext():
+        return _run(sampler, target, x0, **kwargs)
 
 
 def _is_traced(tree: Any) -> bool:

@@ -1,0 +1,144 @@
+"""zoo._onednn: the oneDNN convolution primitives against `lax.conv_general_dilated` under every
+transformation a model puts them through (values, gradients of both operands, vmap inside and
+outside grad, second derivatives, forward mode, loops), and the fallbacks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo import _onednn
+
+
+pytestmark = pytest.mark.skipif(not _onednn.available(), reason="oneDNN handlers not available here")
+
+GEOMETRIES = [  # (x shape, w shape, stride, padding, dilation)
+    ((2, 7, 6, 3), (3, 3, 3, 5), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((2, 9, 9, 4), (3, 3, 4, 6), (1, 1), ((2, 2), (2, 2)), (2, 2)),
+    ((3, 8, 7, 5), (3, 2, 5, 4), (2, 2), ((1, 0), (0, 1)), (1, 1)),
+    ((2, 6, 6, 8), (1, 1, 8, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+    ((1, 10, 10, 2), (5, 5, 2, 1), (2, 1), ((2, 2), (2, 2)), (1, 2)),
+]
+
+
+def _ref(x, w, stride, padding, dilation):
+    return jax.lax.conv_general_dilated(x, w, stride, padding, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+
+
+def _operands(key, xs, ws):
+    kx, kw = jax.random.split(key)
+    return jax.random.normal(kx, xs), jax.random.normal(kw, ws) / np.sqrt(np.prod(ws[:3]))
+
+
+def _close(a, b, tol=2e-5):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        scale = max(float(jnp.abs(v).max()), 1e-6)
+        np.testing.assert_allclose(np.asarray(u) / scale, np.asarray(v) / scale, atol=tol)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_values_and_both_gradients_match_lax(geometry, getkey):
+    xs, ws, stride, padding, dilation = geometry
+    x, w = _operands(getkey(), xs, ws)
+    ours = lambda x, w: _onednn.conv(x, w, stride=stride, padding=padding, dilation=dilation)  # noqa: E731
+    ref = lambda x, w: _ref(x, w, stride, padding, dilation)  # noqa: E731
+    _close(ours(x, w), ref(x, w))
+    _close(jax.jit(ours)(x, w), ref(x, w))
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    _close(jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w))
+    # the primitives' HLO holds the oneDNN calls, not XLA convolutions
+    hlo = jax.jit(jax.grad(loss(ours), argnums=(0, 1))).lower(x, w).as_text()
+    assert hlo.count("zoo_onednn_conv") >= 3 and "convolution" not in hlo
+
+
+def test_vmap_inside_grad_is_one_batched_call(getkey):
+    """A single-example network vmapped then differentiated (a training loss): the batch folds into N,
+    so the weight gradient is ONE oneDNN call over the batch, equal to lax's."""
+    x, w = _operands(getkey(), (6, 8, 8, 3), (3, 3, 3, 4))
+    pad = ((1, 1), (1, 1))
+
+    def loss(f, w, x):
+        return jnp.sum(jnp.tanh(jax.vmap(lambda xi: f(xi[None], w)[0])(x)) ** 2)
+
+    ours = lambda x, w: _onednn.conv(x, w, padding=pad)  # noqa: E731
+    ref = lambda x, w: _ref(x, w, (1, 1), pad, (1, 1))  # noqa: E731
+    g = jax.jit(jax.grad(lambda w, x: loss(ours, w, x), argnums=(0, 1)))
+    _close(g(w, x), jax.grad(lambda w, x: loss(ref, w, x), argnums=(0, 1))(w, x))
+    hlo = g.lower(w, x).as_text()
+    assert hlo.count("zoo_onednn_conv_wgrad") == 1 and "convolution" not in hlo
+
+
+def test_per_example_gradients_second_order_jvp_and_loops(getkey):
+    x, w = _operands(getkey(), (3, 6, 6, 2), (3, 3, 2, 2))
+    pad = ((1, 1), (1, 1))
+    ours = lambda x, w: _onednn.conv(x, w, padding=pad)  # noqa: E731
+    ref = lambda x, w: _ref(x, w, (1, 1), pad, (1, 1))  # noqa: E731
+    # vmap over grad: per-example weight gradients (the XLA reference under vmap)
+    per = lambda f: jax.vmap(jax.grad(lambda w, xi: jnp.sum(f(xi[None], w) ** 3)), in_axes=(None, 0))  # noqa: E731
+    _close(per(ours)(w, x), per(ref)(w, x))
+    # second order, as sliced score matching differentiates the network's input-Jacobian products
+    v = jax.random.normal(getkey(), x.shape)
+
+    def ssm(f, w):
+        _, jv = jax.jvp(lambda x: jnp.tanh(f(x, w)), (x,), (v,))
+        return jnp.sum(jv * v[..., :2])
+
+    _close(jax.grad(lambda w: ssm(ours, w))(w), jax.grad(lambda w: ssm(ref, w))(w))
+    _close(jax.hessian(lambda x: jnp.sum(jnp.tanh(ours(x, w))))(x[:1, :3, :3]),
+           jax.hessian(lambda x: jnp.sum(jnp.tanh(ref(x, w))))(x[:1, :3, :3]), tol=1e-4)  # fmt: skip
+    # a Langevin-like loop of score evaluations
+    def chain(f):
+        def body(c, _):
+            return c + 0.1 * jax.grad(lambda c: jnp.sum(jnp.cos(f(c, w))))(c), None
+
+        return jax.jit(lambda x: jax.lax.scan(body, x, None, length=4)[0])
+
+    _close(chain(ours)(x), chain(ref)(x), tol=1e-4)
+    # nested vmap and a batched kernel (XLA's kernels under vmap)
+    xx = x.reshape(3, 1, 6, 6, 2)
+    nested = jax.vmap(jax.vmap(lambda xi: ours(xi[None], w)[0]))(xx)
+    _close(nested, jax.vmap(jax.vmap(lambda xi: ref(xi[None], w)[0]))(xx))
+    ws = jnp.stack([w, 2 * w, -w])
+    _close(jax.vmap(ours, in_axes=(None, 0))(x, ws), jax.vmap(ref, in_axes=(None, 0))(x, ws))
+
+
+def test_other_dtypes_use_xla(getkey):
+    x, w = _operands(getkey(), (1, 5, 5, 2), (3, 3, 2, 2))
+    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    hlo = jax.jit(lambda x, w: _onednn.conv(x, w)).lower(x16, w16).as_text()
+    assert "zoo_onednn" not in hlo and "convolution" in hlo
+
+
+def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
+    """Without ZOO_ONEDNN=1, lowering a convolution times oneDNN's kernel against XLA's for its final shapes,
+    stores both in the cache's choices.json and compiles the faster; a stored choice is used as it is."""
+    import json
+
+    import jaxlib
+
+    from zoo._io import cache_dir
+    from zoo._onednn import _choice
+
+    monkeypatch.delenv("ZOO_ONEDNN")
+    monkeypatch.setattr(_choice, "_memo", {})
+    pad = ((1, 1), (1, 1))
+    choices = cache_dir() / "onednn" / "choices.json"
+    # a stored choice (XLA's kernel for this shape) is taken without timing
+    x, w = _operands(getkey(), (2, 7, 7, 3), (3, 3, 3, 4))
+    key = (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | zoo_onednn_conv_fwd | (2, 7, 7, 3)x(3, 3, 3, 4) | "
+           f"dilation=(1, 1),padding={pad},stride=(1, 1)")
+    choices.parent.mkdir(parents=True)
+    choices.write_text(json.dumps({key: {"onednn": False, "onednn_ms": 1.0, "xla_ms": 2.0}}))
+    hlo = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad)).lower(x, w).as_text()
+    assert "zoo_onednn" not in hlo and "convolution" in hlo
+    # a new shape is timed, stored beside it, and compiled with the faster kernel; the numbers agree either way
+    x, w = _operands(getkey(), (4, 9, 9, 6), (3, 3, 6, 5))
+    f = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad))
+    hlo = f.lower(x, w).as_text()
+    stored = json.loads(choices.read_text())
+    assert stored[key]["onednn"] is False and len(stored) == 2
+    (new,) = (v for k, v in stored.items() if "(4, 9, 9, 6)x(3, 3, 6, 5)" in k)
+    assert new["onednn_ms"] > 0 and new["xla_ms"] > 0 and new["onednn"] == (new["onednn_ms"] < new["xla_ms"])
+    assert ("zoo_onednn_conv_fwd" in hlo) == new["onednn"] and ("convolution" in hlo) != new["onednn"]
+    _close(f(x, w), _ref(x, w, (1, 1), pad, (1, 1)))

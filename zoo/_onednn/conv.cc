@@ -1,0 +1,209 @@
+// zoo's oneDNN convolutions for XLA:CPU, as XLA FFI handlers (see zoo/_onednn/__init__.py).
+//
+// Three handlers, all float32, NHWC activations and HWIO kernels (XLA:CPU's canonical form):
+//   zoo_onednn_conv_fwd    y  = conv(x, w)              x (N,H,W,C), w (KH,KW,C,O) -> y (N,OH,OW,O)
+//   zoo_onednn_conv_dgrad  dx = conv_backward_data(g, w)
+//   zoo_onednn_conv_wgrad  dw = conv_backward_weights(x, g)
+// with attributes stride_h/w, dilation_h/w (XLA's convention: 1 = none), pad_top/bottom/left/right.
+//
+// The forward runs on the plain NHWC layouts (oneDNN's brgconv kernels take them directly); the two
+// gradients let oneDNN choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out.
+// Primitives are built once per shape and kept. XLA:CPU runs independent operations concurrently, so each
+// call passes its own scratchpad (oneDNN's user scratchpad mode): a shared primitive is then safe to run
+// from several threads at once.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+struct Geometry {
+  int64_t n, h, w, c, kh, kw, o, sh, sw, dh, dw, pt, pb, pl, pr;
+
+  int64_t Oh() const { return (h + pt + pb - dh * (kh - 1) - 1) / sh + 1; }
+  int64_t Ow() const { return (w + pl + pr - dw * (kw - 1) - 1) / sw + 1; }
+  memory::desc Src(memory::format_tag tag = memory::format_tag::nhwc) const {
+    return memory::desc({n, c, h, w}, memory::data_type::f32, tag);
+  }
+  memory::desc Wei(memory::format_tag tag = memory::format_tag::hwio) const {
+    return memory::desc({o, c, kh, kw}, memory::data_type::f32, tag);
+  }
+  memory::desc Dst(memory::format_tag tag = memory::format_tag::nhwc) const {
+    return memory::desc({n, o, Oh(), Ow()}, memory::data_type::f32, tag);
+  }
+  dnnl::convolution_forward::primitive_desc Forward(memory::format_tag act, memory::format_tag wei) const {
+    return dnnl::convolution_forward::primitive_desc(
+        Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, Src(act), Wei(wei),
+        Dst(act), {sh, sw}, {dh - 1, dw - 1}, {pt, pl}, {pb, pr}, UserScratchpad());
+  }
+  std::string Key(char kind) const {
+    std::string key(1, kind);
+    for (int64_t v : {n, h, w, c, kh, kw, o, sh, sw, dh, dw, pt, pb, pl, pr}) key += "," + std::to_string(v);
+    return key;
+  }
+};
+
+// A primitive with the layouts it wants for its two inputs and its output.
+struct Op {
+  dnnl::primitive primitive;
+  memory::desc in0, in1, out, scratchpad;
+};
+
+
+std::shared_ptr<const Op> Build(const Geometry& g, char kind) {
+  auto op = std::make_shared<Op>();
+  const auto any = memory::format_tag::any;
+  if (kind == 'f') {
+    auto pd = g.Forward(memory::format_tag::nhwc, memory::format_tag::hwio);
+    op->primitive = dnnl::convolution_forward(pd);
+    op->in0 = pd.src_desc(), op->in1 = pd.weights_desc(), op->out = pd.dst_desc();
+    op->scratchpad = pd.scratchpad_desc();
+  } else if (kind == 'd') {
+    auto hint = g.Forward(any, any);
+    auto pd = dnnl::convolution_backward_data::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any), {g.sh, g.sw},
+        {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, hint, UserScratchpad());
+    op->primitive = dnnl::convolution_backward_data(pd);
+    op->in0 = pd.diff_dst_desc(), op->in1 = pd.weights_desc(), op->out = pd.diff_src_desc();
+    op->scratchpad = pd.scratchpad_desc();
+  } else {
+    auto hint = g.Forward(any, any);
+    auto pd = dnnl::convolution_backward_weights::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any), {g.sh, g.sw},
+        {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, hint, UserScratchpad());
+    op->primitive = dnnl::convolution_backward_weights(pd);
+    op->in0 = pd.src_desc(), op->in1 = pd.diff_dst_desc(), op->out = pd.diff_weights_desc();
+    op->scratchpad = pd.scratchpad_desc();
+  }
+  return op;
+}
+
+std::shared_ptr<const Op> Get(const Geometry& g, char kind) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::shared_ptr<const Op>> ops;
+  const std::string key = g.Key(kind);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(key);
+    if (it != ops.end()) return it->second;
+  }
+  auto op = Build(g, kind);  // outside the lock: building may take milliseconds
+  std::lock_guard<std::mutex> lock(mu);
+  return ops.emplace(key, op).first->second;
+}
+
+void Reorder(const memory& from, const memory& to, dnnl::stream& stream) {
+  auto pd = dnnl::reorder::primitive_desc(from, to, UserScratchpad());
+  memory scratchpad(pd.scratchpad_desc(), Engine());
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+}
+
+// `user` in the layout `want`: itself, or a reordered copy.
+memory Input(const memory& user, const memory::desc& want, dnnl::stream& stream) {
+  if (user.get_desc() == want) return user;
+  memory m(want, Engine());
+  Reorder(user, m, stream);
+  return m;
+}
+
+// Runs `op` on user buffers in plain layouts, reordering where the primitive wants others.
+ffi::Error Run(const Op& op, int arg0, memory in0, int arg1, memory in1, int arg_out, memory out) {
+  try {
+    dnnl::stream stream(Engine());
+    memory a = Input(in0, op.in0, stream), b = Input(in1, op.in1, stream);
+    const bool direct = out.get_desc() == op.out;
+    memory result = direct ? out : memory(op.out, Engine());
+    memory scratchpad(op.scratchpad, Engine());  // this call's own
+    op.primitive.execute(stream, {{arg0, a}, {arg1, b}, {arg_out, result}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    if (!direct) Reorder(result, out, stream);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+Geometry Make(ffi::Span<const int64_t> act, ffi::Span<const int64_t> wei, int64_t sh, int64_t sw, int64_t dh,
+              int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  return Geometry{act[0], act[1], act[2], act[3], wei[0], wei[1], wei[3], sh, sw, dh, dw, pt, pb, pl, pr};
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y, int64_t sh,
+                   int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  Geometry g = Make(x.dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
+  try {
+    auto op = Get(g, 'f');
+    return Run(*op, DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data()), DNNL_ARG_WEIGHTS,
+               memory(g.Wei(), Engine(), w.typed_data()), DNNL_ARG_DST, memory(g.Dst(), Engine(), y->typed_data()));
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  }
+}
+
+ffi::Error DataGrad(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> dx, int64_t sh,
+                    int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  Geometry g = Make(dx->dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
+  try {
+    auto op = Get(g, 'd');
+    return Run(*op, DNNL_ARG_DIFF_DST, memory(g.Dst(), Engine(), dy.typed_data()), DNNL_ARG_WEIGHTS,
+               memory(g.Wei(), Engine(), w.typed_data()), DNNL_ARG_DIFF_SRC,
+               memory(g.Src(), Engine(), dx->typed_data()));
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  }
+}
+
+ffi::Error WeightGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw_out,
+                      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  Geometry g = Make(x.dimensions(), dw_out->dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
+  try {
+    auto op = Get(g, 'w');
+    return Run(*op, DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data()), DNNL_ARG_DIFF_DST,
+               memory(g.Dst(), Engine(), dy.typed_data()), DNNL_ARG_DIFF_WEIGHTS,
+               memory(g.Wei(), Engine(), dw_out->typed_data()));
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  }
+}
+
+}  // namespace
+
+#define ZOO_CONV_ATTRS                                                                                         \
+  .Attr<int64_t>("stride_h").Attr<int64_t>("stride_w").Attr<int64_t>("dilation_h").Attr<int64_t>("dilation_w") \
+      .Attr<int64_t>("pad_top").Attr<int64_t>("pad_bottom").Attr<int64_t>("pad_left").Attr<int64_t>("pad_right")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_fwd, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_dgrad, DataGrad,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_wgrad, WeightGrad,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
