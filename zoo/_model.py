@@ -58,6 +58,8 @@ class AbstractModel(eqx.Module):
     # Whether the family's programs run a convolutional network (a score network, a convolutional
     # energy, a CNN classifier): `compiler_options` then turns XLA:CPU's YNNPACK fusions off (`zoo._conv`).
     convolutional: ClassVar[bool] = False
+    # Submodules trained at a rate of their own: (attribute, config field holding the rate); `learning_rates`.
+    rate_groups: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # -- data and training -------------------------------------------------------------
     @abc.abstractmethod
@@ -83,14 +85,25 @@ class AbstractModel(eqx.Module):
 
     def learning_rates(self, learning_rate: float) -> PyTree[float] | None:
         """Per-parameter learning rates, where a model trains some parameters at a rate of their own
-        (the DVAE's control variates, at the official code's 1e-3 whatever the run's rate): a
-        pytree like ``eqx.filter(self, self.trainable())`` with a rate at each array leaf, given
-        the run's `learning_rate`; or `None` (the default) to train every parameter at the run's
-        rate. `zoo.fit` multiplies each leaf's optimiser step by ``rate / learning_rate`` before
-        the EMA; for Adam-like optimisers (steps proportional to the rate) that is exactly the
-        same optimiser at that rate, following the run's schedule."""
-        del learning_rate
-        return None
+        (the DVAE's control variates, at the official code's 1e-3 whatever the run's rate): a pytree
+        like ``eqx.filter(self, self.trainable())`` with a rate at each array leaf, given the run's
+        `learning_rate`; `None` where every parameter trains at the run's rate. Declared by the class's
+        ``rate_groups``: ``(attribute, config field)`` pairs, the submodule ``self.<attribute>`` at the
+        rate ``config.<field>`` (`None` there: the run's rate). `zoo.fit` multiplies each leaf's
+        optimiser step by ``rate / learning_rate`` before the EMA; for Adam-like optimisers (steps
+        proportional to the rate) that is exactly the same optimiser at that rate, following the run's
+        schedule."""
+        groups = [(name, getattr(self.config, field)) for name, field in type(self).rate_groups]
+        groups = [(name, rate) for name, rate in groups if rate is not None]
+        if not groups:
+            return None
+        rates = jax.tree.map(lambda _: learning_rate, eqx.filter(self, self.trainable()))
+        for name, rate in groups:
+            def at_rate(sub: PyTree, rate: float = rate) -> PyTree:
+                return jax.tree.map(lambda _: rate, sub)
+
+            rates = eqx.tree_at(lambda m, name=name: getattr(m, name), rates, replace_fn=at_rate)
+        return rates
 
     def compiler_options(self) -> tuple[tuple[str, Any], ...]:
         """XLA compiler options (as ``(name, value)`` items) for the programs that run this model:

@@ -70,27 +70,30 @@ struct Op {
 };
 
 
+// A gradient primitive's descriptor (`PrimitiveDesc`: backward data or backward weights), on the layouts oneDNN
+// prefers (`any`), hinted by the forward it differentiates.
+template <typename PrimitiveDesc>
+PrimitiveDesc Backward(const Geometry& g) {
+  const auto any = memory::format_tag::any;
+  return PrimitiveDesc(Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any),
+                       {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, g.Forward(any, any),
+                       UserScratchpad());
+}
+
 std::shared_ptr<const Op> Build(const Geometry& g, char kind) {
   auto op = std::make_shared<Op>();
-  const auto any = memory::format_tag::any;
   if (kind == 'f') {
     auto pd = g.Forward(memory::format_tag::nhwc, memory::format_tag::hwio);
     op->primitive = dnnl::convolution_forward(pd);
     op->in0 = pd.src_desc(), op->in1 = pd.weights_desc(), op->out = pd.dst_desc();
     op->scratchpad = pd.scratchpad_desc();
   } else if (kind == 'd') {
-    auto hint = g.Forward(any, any);
-    auto pd = dnnl::convolution_backward_data::primitive_desc(
-        Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any), {g.sh, g.sw},
-        {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, hint, UserScratchpad());
+    auto pd = Backward<dnnl::convolution_backward_data::primitive_desc>(g);
     op->primitive = dnnl::convolution_backward_data(pd);
     op->in0 = pd.diff_dst_desc(), op->in1 = pd.weights_desc(), op->out = pd.diff_src_desc();
     op->scratchpad = pd.scratchpad_desc();
   } else {
-    auto hint = g.Forward(any, any);
-    auto pd = dnnl::convolution_backward_weights::primitive_desc(
-        Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any), {g.sh, g.sw},
-        {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, hint, UserScratchpad());
+    auto pd = Backward<dnnl::convolution_backward_weights::primitive_desc>(g);
     op->primitive = dnnl::convolution_backward_weights(pd);
     op->in0 = pd.src_desc(), op->in1 = pd.diff_dst_desc(), op->out = pd.diff_weights_desc();
     op->scratchpad = pd.scratchpad_desc();

@@ -43,6 +43,8 @@ class DVAE(AbstractImageModel, AbstractStatelessModel):
     decoder: MLP
     estimator: AbstractEstimator
     trainer: ClassVar[AbstractTrainer] = GradientTrainer()
+    # The estimator's own parameters (control variates) at config.estimator_learning_rate (`learning_rates`).
+    rate_groups: ClassVar[tuple[tuple[str, str], ...]] = (("estimator", "estimator_learning_rate"),)
 
     def __init__(self, config: DVAEConfig, *, key: PRNGKeyArray):
         k_enc, k_dec, k_est = jax.random.split(key, 3)
@@ -56,14 +58,6 @@ class DVAE(AbstractImageModel, AbstractStatelessModel):
         self.encoder = MLP(enc_sizes, negative_slope=c.negative_slope, key=k_enc)
         self.decoder = MLP(dec_sizes, negative_slope=c.negative_slope, key=k_dec)
         self.estimator = make_estimator(c.estimator, c.num_samples, key=k_est, control_width=c.control_width)
-
-    def learning_rates(self, learning_rate: float) -> PyTree[float] | None:
-        """The estimator's parameters at ``config.estimator_learning_rate``, the rest at the run's."""
-        rate = self.config.estimator_learning_rate
-        if rate is None:
-            return None
-        rates = jax.tree.map(lambda _: learning_rate, eqx.filter(self, self.trainable()))
-        return eqx.tree_at(lambda m: m.estimator, rates, replace_fn=lambda est: jax.tree.map(lambda _: rate, est))
 
     # ----------------------------------------------------------------- densities
     def log_likelihood(self, x: Float[Array, " P"], b: Float[Array, " D"]) -> Float[Array, ""]:
