@@ -99,7 +99,7 @@ def load() -> ctypes.CDLL | None:
     folder = cache_dir() / "onednn" / key.hexdigest()[:16]
     try:
         if not (folder / LIBRARY).is_file():
-            logger.warning("zoo: building the oneDNN convolutions for this machine, once (~15 s) ...")
+            logger.warning("zoo: building the oneDNN convolutions for this machine, once (~10 s) ...")
             try:
                 atomic_dir(folder, lambda tmp: _compile(tmp, cxx, inc, lib))
             except FileExistsError:  # another process built it meanwhile
