@@ -44,6 +44,11 @@ annealed-Langevin step is a round of ``--langevin-steps`` steps (batch ``--sampl
 the first noise level: ours is `samplers.run` of the model's default sampler, theirs the
 official function given that level with step_lr pre-scaled to the same step size.
 
+zoo's convolutions run on oneDNN's or XLA's kernels per shape, whichever was timed faster on this machine
+(`zoo._onednn`; the header says which is available); ``--xla-convs`` also times zoo's programs traced with XLA's
+kernels only, interleaved in the same rounds (rows ``zoo_xla_convs``). FLOP counts are XLA's cost analysis of the
+XLA-only programs (it counts no custom call).
+
 With ``--convs`` (and ``--official``) the network's convolutions are also timed alone on both sides (forward,
 input and weight gradients, at the training batch; read off the jaxpr of zoo's batched score), and each side's
 training step is split into its convolutions and the rest.
@@ -503,7 +508,8 @@ _CONV_PARTS = ("all three", "forward", "input grad", "weight grad")
 
 
 def conv_bench(args, model, cfg, batch: int, official, threads, med_train: dict) -> None:
-    """The network's convolutions alone at the training batch, zoo's (XLA, the model's compiler options) and torch's
+    """The network's convolutions alone at the training batch, zoo's (`zoo._onednn.conv` as the network calls it, in
+    programs compiled with the model's compiler options) and torch's
     (NCHW as the official network runs them), interleaved rounds, medians. Per distinct convolution, all its
     instances in the network run back to back (one jitted program; torch's calls in a loop), each on inputs of its
     own: the forward with both gradients as a training step runs them (``jax.vjp``; torch's autograd), and each part
