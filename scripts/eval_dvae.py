@@ -119,9 +119,7 @@ All rows: `{command}`.
 
 Training: {steps} steps, batch {training.get('train_config', {}).get('batch_size', '?')}, Adam lr
 {training.get('train_config', {}).get('learning_rate', '?')} (eps 1e-7), no EMA, on {training.get('hardware', '?')},
-{_wall(training)}. The official code trains for 10^6 steps; this checkpoint has
-{_fraction(steps)} of them, so its numbers are not the paper's (the paper's own figures are not repeated here: no
-verified copy of its tables was at hand). Command: `{training.get('command', '?')}`{_now(name, training)}
+{_wall(training)}. {_length(steps)} Command: `{training.get('command', '?')}`{_now(name, training)}
 (re-run it to resume from `runs/`; a larger `--steps` continues training).
 
 ![samples]({name}.png) ![reconstructions]({name}-recon.png)
@@ -145,8 +143,14 @@ def _wall(training: dict) -> str:
     return f"{total / 3600:.2f} h of training over all resumed runs ({how}; the CPU was shared with other jobs)"
 
 
-def _fraction(steps) -> str:
-    return f"{steps / 1e6:.1%}" if isinstance(steps, int) else "an unknown fraction"
+def _length(steps) -> str:
+    """The training length beside the official code's 10^6 steps."""
+    if isinstance(steps, int) and steps >= 1_000_000:
+        return ("The official code trains for 10^6 steps, as this checkpoint did (the paper's own figures are not "
+                "repeated here: no verified copy of its tables was at hand).")
+    share = f"{steps / 1e6:.1%}" if isinstance(steps, int) else "an unknown fraction"
+    return (f"The official code trains for 10^6 steps; this checkpoint has {share} of them, so its numbers are not "
+            "the paper's (the paper's own figures are not repeated here: no verified copy of its tables was at hand).")
 
 
 def _settings(model, iw_samples: int, variance_replicates: int):
