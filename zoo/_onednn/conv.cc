@@ -129,16 +129,31 @@ memory Input(const memory& user, const memory::desc& want, dnnl::stream& stream)
   return m;
 }
 
-// Runs `op` on user buffers in plain layouts, reordering where the primitive wants others.
-ffi::Error Run(const Op& op, int arg0, memory in0, int arg1, memory in1, int arg_out, memory out) {
+// Runs the `kind` primitive ('f' forward, 'd' input gradient, 'w' weight gradient) of geometry `g` on user
+// buffers in the plain layouts (inputs `in0`, `in1`, output `out`, in the primitive's argument order), reordering
+// where the primitive wants others. Every oneDNN error, building or running, comes back as an FFI error.
+ffi::Error Run(const Geometry& g, char kind, void* in0, void* in1, void* out) {
+  struct Role {
+    int arg;
+    memory::desc desc;
+  };
   try {
+    const Role src{DNNL_ARG_SRC, g.Src()}, wei{DNNL_ARG_WEIGHTS, g.Wei()}, dst{DNNL_ARG_DST, g.Dst()};
+    const Role d_src{DNNL_ARG_DIFF_SRC, g.Src()}, d_wei{DNNL_ARG_DIFF_WEIGHTS, g.Wei()};
+    const Role d_dst{DNNL_ARG_DIFF_DST, g.Dst()};
+    const Role roles[3] = {kind == 'd' ? d_dst : src, kind == 'w' ? d_dst : wei,
+                           kind == 'f' ? dst : kind == 'd' ? d_src : d_wei};
+    auto op = Get(g, kind);
     dnnl::stream stream(Engine());
-    memory a = Input(in0, op.in0, stream), b = Input(in1, op.in1, stream);
-    const bool direct = out.get_desc() == op.out;
-    memory result = direct ? out : memory(op.out, Engine());
-    memory scratchpad(op.scratchpad, Engine());  // this call's own
-    op.primitive.execute(stream, {{arg0, a}, {arg1, b}, {arg_out, result}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-    if (!direct) Reorder(result, out, stream);
+    memory a = Input(memory(roles[0].desc, Engine(), in0), op->in0, stream);
+    memory b = Input(memory(roles[1].desc, Engine(), in1), op->in1, stream);
+    memory user_out(roles[2].desc, Engine(), out);
+    const bool direct = roles[2].desc == op->out;
+    memory result = direct ? user_out : memory(op->out, Engine());
+    memory scratchpad(op->scratchpad, Engine());  // this call's own
+    op->primitive.execute(stream, {{roles[0].arg, a}, {roles[1].arg, b}, {roles[2].arg, result},
+                                   {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    if (!direct) Reorder(result, user_out, stream);
     stream.wait();
   } catch (const dnnl::error& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
@@ -154,39 +169,19 @@ Geometry Make(ffi::Span<const int64_t> act, ffi::Span<const int64_t> wei, int64_
 ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y, int64_t sh,
                    int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   Geometry g = Make(x.dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  try {
-    auto op = Get(g, 'f');
-    return Run(*op, DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data()), DNNL_ARG_WEIGHTS,
-               memory(g.Wei(), Engine(), w.typed_data()), DNNL_ARG_DST, memory(g.Dst(), Engine(), y->typed_data()));
-  } catch (const dnnl::error& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
-  }
+  return Run(g, 'f', x.typed_data(), w.typed_data(), y->typed_data());
 }
 
 ffi::Error DataGrad(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> dx, int64_t sh,
                     int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   Geometry g = Make(dx->dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  try {
-    auto op = Get(g, 'd');
-    return Run(*op, DNNL_ARG_DIFF_DST, memory(g.Dst(), Engine(), dy.typed_data()), DNNL_ARG_WEIGHTS,
-               memory(g.Wei(), Engine(), w.typed_data()), DNNL_ARG_DIFF_SRC,
-               memory(g.Src(), Engine(), dx->typed_data()));
-  } catch (const dnnl::error& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
-  }
+  return Run(g, 'd', dy.typed_data(), w.typed_data(), dx->typed_data());
 }
 
 ffi::Error WeightGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw_out,
                       int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   Geometry g = Make(x.dimensions(), dw_out->dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  try {
-    auto op = Get(g, 'w');
-    return Run(*op, DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data()), DNNL_ARG_DIFF_DST,
-               memory(g.Dst(), Engine(), dy.typed_data()), DNNL_ARG_DIFF_WEIGHTS,
-               memory(g.Wei(), Engine(), dw_out->typed_data()));
-  } catch (const dnnl::error& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
-  }
+  return Run(g, 'w', x.typed_data(), dy.typed_data(), dw_out->typed_data());
 }
 
 }  // namespace
