@@ -46,8 +46,9 @@ official function given that level with step_lr pre-scaled to the same step size
 
 zoo's convolutions run on oneDNN's or XLA's kernels per shape, whichever was timed faster on this machine
 (`zoo._onednn`; the header says which is available); ``--xla-convs`` also times zoo's programs traced with XLA's
-kernels only, interleaved in the same rounds (rows ``zoo_xla_convs``). FLOP counts are XLA's cost analysis of the
-XLA-only programs (it counts no custom call).
+kernels only, interleaved in the same rounds (rows ``zoo_xla_convs``); ``--bf16`` times the same weights with the
+convolutions in bfloat16 (``compute_dtype="bfloat16"``: oneDNN's AMX / AVX512-BF16 kernels where the CPU has them;
+rows ``zoo_bf16``). FLOP counts are XLA's cost analysis of the XLA-only programs (it counts no custom call).
 
 With ``--convs`` (and ``--official``) the network's convolutions are also timed alone on both sides (forward,
 input and weight gradients, at the training batch; read off the jaxpr of zoo's batched score), and each side's
@@ -311,6 +312,11 @@ def print_speedup(med: dict, what: str) -> None:
         print(f"{what}: speed-up of zoo over the official code (official s / zoo s, both measured here): " +
               ", ".join(f"{med[name] / med['zoo']:.2f}x vs {name}" for name in official_times) +
               f"; vs the faster official ({best}): {med[best] / med['zoo']:.2f}x")
+        if "zoo_bf16" in med:
+            print(f"{what}: zoo with bfloat16 convolutions vs the faster official ({best}, float32): "
+                  f"{med[best] / med['zoo_bf16']:.2f}x")
+    if "zoo_bf16" in med:
+        print(f"{what}: bfloat16 convolutions vs float32 (zoo s / zoo_bf16 s): {med['zoo'] / med['zoo_bf16']:.2f}x")
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict:
@@ -424,21 +430,23 @@ def memory_table(argv: list[str], with_official: bool, train: bool) -> None:
                   "MiB)")
 
 
-def langevin_bench(args, cfg, model, params, static, peak: float, official, threads):
+def langevin_bench(args, cfg, model, params, static, peak: float, official, threads, variants: dict):
     """One annealed-Langevin step at the config's settings (the model's default sampler: NCSN v1's T, step_lr 2e-5;
     NCSNv2's n_steps_each, step_lr, denoising step): ours and (if `official`) the official code's, interleaved rounds
-    of ``--langevin-steps`` steps over the first noise level, medians. Returns ``({name: s/step}, ours, x0, key)``,
+    of ``--langevin-steps`` steps over the first noise level, medians; `variants` (`bench_variants`) are more rows of
+    zoo's, in the same rounds. Returns ``({name: s/step}, ours, x0, key)``,
     ``ours(params, x0, key)`` the jitted round of zoo's steps."""
     nb, ns = args.sample_batch, args.langevin_steps
     sampler = model.default_sampler()
     langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
-    if args.xla_convs:
-        with xla_kernels():
-            langevin_xla = make_langevin(model, static, cfg, nb, ns)[0]
-            jax.block_until_ready(langevin_xla(params, x0, key))
-        fns["zoo_xla_convs"] = (lambda: jax.block_until_ready(langevin_xla(params, x0, key)), lambda: None)
+    for name, (m, context) in variants.items():
+        p, st = eqx.partition(m, eqx.is_inexact_array)
+        with context():
+            fn = make_langevin(m, st, cfg, nb, ns)[0]
+            jax.block_until_ready(fn(p, x0, key))  # traced here, in its context
+        fns[name] = (lambda fn=fn, p=p: jax.block_until_ready(fn(p, x0, key)), lambda: None)
     if official is not None:
         xt = official.torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
         # The official sampler over the first level only: n steps of network + update (+ what it does per step),
@@ -462,15 +470,27 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     return med, langevin, x0, key
 
 
-def train_bench(args, train_step, train_args, batch: int, official, threads, train_step_xla=None) -> dict:
-    """One training step (loss, gradients, Adam) of ours (and `train_step_xla`, ours on XLA's convolutions) and (if
-    `official`, measured on each torch thread count) the official code's on the same batch, interleaved rounds,
-    medians. Returns ``{name: s/step}``."""
+def bench_variants(args, model) -> dict:
+    """More rows of zoo's, timed in the same rounds as ``zoo``: name -> (model, the context to trace in).
+    ``zoo_xla_convs`` (``--xla-convs``): the same program traced with XLA's convolutions; ``zoo_bf16``
+    (``--bf16``): the same weights with ``compute_dtype="bfloat16"`` (the convolutions in bfloat16)."""
+    out = {}
+    if args.xla_convs:
+        out["zoo_xla_convs"] = (model, xla_kernels)
+    if args.bf16:
+        out["zoo_bf16"] = (zoo.replace_config(model, compute_dtype="bfloat16"), contextlib.nullcontext)
+    return out
+
+
+def train_bench(args, train_step, train_args, batch: int, official, threads, variant_steps: dict) -> dict:
+    """One training step (loss, gradients, Adam) of ours (and `variant_steps`, name -> (another of zoo's train
+    steps, its arguments): `bench_variants`) and (if `official`, measured on each torch thread count) the official
+    code's on the same batch, interleaved rounds, medians. Returns ``{name: s/step}``."""
     jax.block_until_ready(train_step(*train_args))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(train_step(*train_args)), lambda: None)}
-    if train_step_xla is not None:
-        jax.block_until_ready(train_step_xla(*train_args))
-        fns["zoo_xla_convs"] = (lambda: jax.block_until_ready(train_step_xla(*train_args)), lambda: None)
+    for name, (fn, fn_args) in variant_steps.items():
+        jax.block_until_ready(fn(*fn_args))  # compile + warm-up
+        fns[name] = (lambda fn=fn, a=fn_args: jax.block_until_ready(fn(*a)), lambda: None)
     if official is not None:
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
@@ -646,6 +666,9 @@ def main(argv: list[str] | None = None) -> None:
                    "alone (forward and both gradients) on both sides, to split the training step's time")
     p.add_argument("--xla-convs", action="store_true", help="also time zoo with XLA's convolutions instead of "
                    "oneDNN's (zoo._onednn), interleaved in the same rounds (the row zoo_xla_convs)")
+    p.add_argument("--bf16", action="store_true", help="also time zoo with compute_dtype='bfloat16' (the "
+                   "convolutions in bfloat16, zoo.ncsn.NCSNConfig), the same weights, interleaved in the same rounds "
+                   "(the row zoo_bf16)")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
@@ -717,19 +740,22 @@ def main(argv: list[str] | None = None) -> None:
     x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
     k = jax.random.key(2)
     if args.skip_train:
-        langevin_bench(args, cfg, model, params, static, peak, official, threads)
+        langevin_bench(args, cfg, model, params, static, peak, official, threads, bench_variants(args, model))
         if args.memory:
             memory_table(argv, official is not None, train=False)
         print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
         return
     train_official = official if official is not None and official.train is not None else None
-    train_step_xla = None
-    if args.xla_convs:
-        with xla_kernels():
-            train_step_xla = make_train_step(model, static)[0]
-            jax.block_until_ready(train_step_xla(params, opt_state, x, k))  # traced here: XLA's convolutions
+    variants = bench_variants(args, model)
+    variant_steps = {}
+    for name, (m, context) in variants.items():
+        p, st = eqx.partition(m, eqx.is_inexact_array)
+        with context():
+            step, state = make_train_step(m, st)
+            jax.block_until_ready(step(p, state, x, k))  # traced here, in its context
+        variant_steps[name] = (step, (p, state, x, k))
     med_train = train_bench(args, train_step, (params, opt_state, x, k), batch, train_official, threads,
-                            train_step_xla)
+                            variant_steps)
     f_train = _flops(make_train_step(model, static)[0], params, opt_state, x, k)  # a fresh trace (see _flops)
     for name, t in med_train.items():
         line = f"train step, batch {batch}, {name}: {t:.3f} s ({1 / t:.3f} steps/s, {batch / t:.1f} img/s)"
@@ -754,7 +780,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"train step, batch {batch} data-parallel over {ndev} CPU devices: {t_train_dp:.3f} s "
               f"({t_train / t_train_dp:.2f}x the single-device step, best of both single-device timings)")
 
-    med_lan, langevin, x0, key = langevin_bench(args, cfg, model, params, static, peak, official, threads)
+    med_lan, langevin, x0, key = langevin_bench(args, cfg, model, params, static, peak, official, threads, variants)
     nb, ns = args.sample_batch, args.langevin_steps
     if args.devices > 1 and nb % len(jax.devices()) == 0:
         params_dp, x0_dp = jax.device_put(params, rep), jax.device_put(x0, shard)

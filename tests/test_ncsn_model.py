@@ -107,3 +107,33 @@ def test_cli_sample_runs_the_chains_data_parallel(tmp_path, capsys):
     assert main(["sample", str(path), "-n", "6", "-o", str(tmp_path / "s.png"), "--npz", str(npz)]) == 0
     assert "data-parallel over 3 devices" in capsys.readouterr().err
     np.testing.assert_allclose(np.load(npz)["samples"], model.sample(6, key=jax.random.key(0)), atol=1e-5)
+
+
+def test_bfloat16_convolutions_keep_the_weights_and_the_score(getkey):
+    """``compute_dtype="bfloat16"``: the same float32 parameters (a `replace_config` away), convolutions in
+    bfloat16 (oneDNN's kernels on CPUs with bfloat16 instructions), a float32 score within bfloat16 rounding of
+    the float32 network's; through `conv_weights_as` float32 gradients reach the float32 kernels."""
+    from zoo._onednn import _choice
+    from zoo.ncsn._network import Conv2d, conv_weights_as
+
+    with pytest.raises(zoo.ConfigError, match="compute_dtype must be one of"):
+        NCSNConfig(image_size=8, ngf=2, compute_dtype="float16")
+    model = NCSNConfig(image_size=8, channels=2, ngf=4, num_scales=3).build(key=getkey())
+    half = zoo.replace_config(model, compute_dtype="bfloat16")
+    assert half.config.compute_dtype == "bfloat16"
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(eqx.filter(half, eqx.is_inexact_array)))
+    x, levels = jax.random.uniform(getkey(), (4, 8, 8, 2)), jnp.arange(4) % 3
+    score = lambda m: jax.jit(jax.vmap(m.score))(x, levels)  # noqa: E731
+    s32, s16 = score(model), score(half)
+    assert s16.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(s16 - s32) / jnp.linalg.norm(s32))
+    assert 1e-4 < rel < 3e-2  # rounded (not float32 by mistake), but only by bfloat16's 2^-8 per operand
+    # gradients (one dilated layer: the whole network's backward pass compiles for too long for the suite)
+    conv = Conv2d(2, 3, dilation=2, key=getkey())
+    loss = lambda c, d: jnp.sum(jnp.sin(jax.vmap(conv_weights_as(c, d))(x)))  # noqa: E731
+    g32, g16 = (jax.jit(jax.grad(loss), static_argnums=1)(conv, d) for d in (jnp.float32, jnp.bfloat16))
+    assert g16.weight.dtype == g16.bias.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(g16.weight - g32.weight) / jnp.linalg.norm(g32.weight))
+    assert 1e-4 < rel < 3e-2
+    hlo = jax.jit(jax.vmap(half.score)).lower(x, levels).as_text()
+    assert ("xbf16>" in hlo) and (("zoo_onednn_conv" in hlo) == (_choice.native_bfloat16() and zoo._onednn.available()))

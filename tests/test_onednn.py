@@ -103,9 +103,45 @@ def test_per_example_gradients_second_order_jvp_and_loops(getkey):
     _close(jax.vmap(ours, in_axes=(None, 0))(x, ws), jax.vmap(ref, in_axes=(None, 0))(x, ws))
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3])
+def test_bfloat16_values_and_gradients(geometry, getkey, monkeypatch):
+    """bfloat16 operands (where the CPU has bfloat16 instructions): oneDNN's kernels, whose float32 accumulation
+    gives lax's float32 result on the same bfloat16-rounded operands to within one bfloat16 rounding of the
+    output (2^-8 relative); the gradients likewise."""
+    from zoo._onednn import _choice
+
+    xs, ws, stride, padding, dilation = geometry
+    x, w = (v.astype(jnp.bfloat16) for v in _operands(getkey(), xs, ws))
+    ours = lambda x, w: _onednn.conv(x, w, stride=stride, padding=padding, dilation=dilation)  # noqa: E731
+    ref = lambda x, w: _ref(x.astype(jnp.float32), w.astype(jnp.float32), stride, padding, dilation)  # noqa: E731
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w).astype(jnp.float32)))  # noqa: E731
+    grad = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))
+    if not _choice.native_bfloat16():
+        pytest.skip("no bfloat16 instructions on this CPU: bfloat16 stays on XLA (test_other_dtypes_use_xla)")
+    y = jax.jit(ours)(x, w)
+    assert y.dtype == jnp.bfloat16
+    _close(y.astype(jnp.float32), ref(x, w), tol=2**-8)
+    g, g_ref = grad(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w)
+    assert all(v.dtype == jnp.bfloat16 for v in g)
+    _close([v.astype(jnp.float32) for v in g], g_ref, tol=2 * 2**-8)  # the cotangent is rounded too
+    hlo = grad.lower(x, w).as_text()
+    assert hlo.count("zoo_onednn_conv") >= 3 and "convolution" not in hlo
+    # the bfloat16 weight-gradient kernel itself (the gradient above runs the float32 one on exact float32 copies)
+    dy = jnp.cos(y)
+    geom = dict(stride=stride, padding=padding, dilation=dilation)
+    dw = jax.jit(lambda x, dy: _onednn.wgrad_p.bind(x, dy, kernel_hw=ws[:2], **geom))(x, dy)
+    assert dw.dtype == jnp.bfloat16
+    _close(dw.astype(jnp.float32), _onednn._xla_wgrad(x.astype(jnp.float32), dy.astype(jnp.float32),
+                                                       kernel_hw=ws[:2], **geom), tol=2**-8)  # fmt: skip
+    # a CPU without them keeps XLA's kernels
+    monkeypatch.setattr(_onednn, "native_bfloat16", lambda: False)
+    hlo = jax.jit(lambda x, w: ours(x, w)).lower(x, w).as_text()  # a new function: traced again
+    assert "zoo_onednn" not in hlo and "convolution" in hlo
+
+
 def test_other_dtypes_use_xla(getkey):
     x, w = _operands(getkey(), (1, 5, 5, 2), (3, 3, 2, 2))
-    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    x16, w16 = x.astype(jnp.float16), w.astype(jnp.float16)
     hlo = jax.jit(lambda x, w: _onednn.conv(x, w)).lower(x16, w16).as_text()
     assert "zoo_onednn" not in hlo and "convolution" in hlo
 
@@ -126,7 +162,8 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     choices = cache_dir() / "onednn" / "choices.json"
     # a stored choice (XLA's kernel for this shape) is taken without timing
     x, w = _operands(getkey(), (2, 7, 7, 3), (3, 3, 3, 4))
-    key = (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | zoo_onednn_conv_fwd | (2, 7, 7, 3)x(3, 3, 3, 4) | "
+    key = (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | zoo_onednn_conv_fwd | "
+           "float32[2,7,7,3]xfloat32[3,3,3,4] | "
            f"dilation=(1, 1),padding={pad},stride=(1, 1)")
     choices.parent.mkdir(parents=True)
     choices.write_text(json.dumps({key: {"onednn": False, "onednn_ms": 1.0, "xla_ms": 2.0}}))
@@ -138,7 +175,7 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     hlo = f.lower(x, w).as_text()
     stored = json.loads(choices.read_text())
     assert stored[key]["onednn"] is False and len(stored) == 2
-    (new,) = (v for k, v in stored.items() if "(4, 9, 9, 6)x(3, 3, 6, 5)" in k)
+    (new,) = (v for k, v in stored.items() if "float32[4,9,9,6]xfloat32[3,3,6,5]" in k)
     assert new["onednn_ms"] > 0 and new["xla_ms"] > 0 and new["onednn"] == (new["onednn_ms"] < new["xla_ms"])
     assert ("zoo_onednn_conv_fwd" in hlo) == new["onednn"] and ("convolution" in hlo) != new["onednn"]
     _close(f(x, w), _ref(x, w, (1, 1), pad, (1, 1)))

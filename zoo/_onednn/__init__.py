@@ -4,13 +4,16 @@ Why: on x86 CPUs XLA:CPU runs convolutions with Eigen's kernels, which are slowe
 kernels PyTorch runs): NCSN's training and Langevin steps gain from them (measured side by side with
 the official PyTorch code and with XLA's convolutions: cards/ncsn-bench.md, "Stop 19"). jaxlib's CPU
 wheel builds no oneDNN in, so zoo brings its own: three XLA FFI handlers (``conv.cc``: forward, input
-gradient, weight gradient; float32, NHWC / HWIO) compiled once per machine (`zoo._onednn._build`),
+gradient, weight gradient; float32 or bfloat16, NHWC / HWIO) compiled once per machine (`zoo._onednn._build`),
 bound as three JAX primitives, each lowered to oneDNN's kernel or XLA's per shape, whichever is the faster
 here (timed once per machine: `zoo._onednn._choice`). Each is bilinear in its two operands, with the other two as its
 transposes (as `lax.conv_general_dilated` is defined), so `jax.grad`, `jax.jvp`, higher derivatives,
 `jax.vmap` (batched activations fold into the batch axis, so ``grad(vmap(...))`` computes one weight
-gradient over the whole batch), `jit` and loops all work. Elsewhere (other dtypes, GPU, batched
-kernels, no compiler or oneDNN, ``ZOO_ONEDNN=0``, inside `xla_kernels`) `conv` is
+gradient over the whole batch), `jit` and loops all work. In bfloat16 oneDNN accumulates in float32
+and runs AMX or AVX512-BF16 instructions where the CPU has them (Sapphire Rapids and later: several
+times the float32 rate), where XLA:CPU's bfloat16 convolutions are slower than its float32 ones (on
+CPUs without them bfloat16 stays on XLA's kernels). Elsewhere (other dtypes, GPU, batched kernels,
+no compiler or oneDNN, ``ZOO_ONEDNN=0``, inside `xla_kernels`) `conv` is
 `lax.conv_general_dilated`: the same numbers up to float rounding (another summation order).
 Programs over several devices (`zoo.fit` on a mesh, `zoo.samplers.run` with a sharding) trace with
 XLA's kernels: GSPMD partitions those, where it would replicate the custom calls on every device.
@@ -31,12 +34,13 @@ from jax.interpreters import ad, batching, mlir
 from jaxtyping import Array, Float
 
 from ._build import load
-from ._choice import prefer_onednn
+from ._choice import native_bfloat16, prefer_onednn
 
 
 __all__ = ["available", "conv", "xla_kernels"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
+_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))  # what conv.cc's handlers take
 Pair = tuple[int, int]
 Padding = tuple[Pair, Pair]
 
@@ -70,11 +74,13 @@ def conv(
 ) -> Float[Array, "n ho wo co"]:
     """``lax.conv_general_dilated(x, w, stride, padding, rhs_dilation=dilation)`` on NHWC / HWIO.
 
-    Where `available` and both operands are float32 it binds zoo's primitive, whose CPU lowering
+    Where `available` and both operands are float32, or both bfloat16 on a CPU with bfloat16 instructions
+    (`native_bfloat16`), it binds zoo's primitive, whose CPU lowering
     (and its gradients') runs oneDNN's kernel or XLA's, whichever is faster for its final shapes on
     this machine (`zoo._onednn._choice`); elsewhere it is `lax.conv_general_dilated` itself."""
     params = _params(stride, padding, dilation)
-    if x.dtype == jnp.float32 and w.dtype == jnp.float32 and available():
+    native = x.dtype == jnp.float32 or native_bfloat16()
+    if x.dtype == w.dtype and x.dtype in _DTYPES and native and available():
         return conv_p.bind(x, w, **params)
     return _xla_conv(x, w, **params)
 
@@ -165,11 +171,22 @@ def _geom(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in ("stride", "padding", "dilation")}
 
 
+def _wgrad(x, dy, **params):
+    """The weight gradient; in bfloat16 from float32 copies of its operands (exact: a bfloat16 value is a
+    float32 one), where oneDNN's float32 kernel is the faster: its bfloat16 (AMX) weight-gradient kernel runs
+    5-10x slower inside a program than alone (the NCSN CIFAR-10 training step: 12.6 s with it, 6.6 s without,
+    cards/ncsn-bench.md)."""
+    if x.dtype == jnp.bfloat16:
+        f32 = jnp.float32
+        return wgrad_p.bind(x.astype(f32), dy.astype(f32), **params).astype(x.dtype)
+    return wgrad_p.bind(x, dy, **params)
+
+
 # y = conv(x, w): bilinear; its transposes are the two gradients.
 ad.defbilinear(
     conv_p,
     lambda ct, x, w, **p: dgrad_p.bind(ct, w, input_hw=_shape(x)[1:3], **_geom(p)),
-    lambda ct, x, w, **p: wgrad_p.bind(x, ct, kernel_hw=_shape(w)[:2], **_geom(p)),
+    lambda ct, x, w, **p: _wgrad(x, ct, kernel_hw=_shape(w)[:2], **_geom(p)),
 )
 # dx = dgrad(dy, w): transposes conv(ct, w) (for dy) and wgrad(ct, dy) (for w).
 ad.defbilinear(

@@ -30,15 +30,30 @@ _memo: dict[str, bool] = {}
 
 
 @functools.cache
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                k, _, v = line.partition(":")
+                info[k.strip()] = v.strip()
     except OSError:
         pass
-    return "unknown cpu"
+    return info
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name", "unknown cpu")
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 products in hardware (AVX512-BF16 or AMX-BF16): oneDNN's bfloat16
+    kernels are fast there; elsewhere bfloat16 convolutions stay on XLA's kernels."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _file():
@@ -71,7 +86,7 @@ def prefer_onednn(target: str, shape_fn, reference, avals_in, params: dict[str, 
         return True
     import jaxlib
 
-    shapes = "x".join(str(tuple(a.shape)) for a in avals_in)
+    shapes = "x".join(a.str_short() for a in avals_in)  # e.g. float32[32,28,28,64]
     geometry = ",".join(f"{k}={params[k]}" for k in sorted(params))
     key = f"{_cpu_model()} | jaxlib {jaxlib.__version__} | {target} | {shapes} | {geometry}"
     if key in _memo:
@@ -82,7 +97,7 @@ def prefer_onednn(target: str, shape_fn, reference, avals_in, params: dict[str, 
         from . import _attrs
 
         rng = np.random.default_rng(0)
-        args = tuple(jax.numpy.asarray(rng.standard_normal(a.shape, np.float32)) for a in avals_in)
+        args = tuple(jax.numpy.asarray(rng.standard_normal(a.shape, np.float32), a.dtype) for a in avals_in)
         out = shape_fn(*avals_in, **params)
         ffi = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out.shape, out.dtype))
         candidates = {

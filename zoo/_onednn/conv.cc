@@ -1,18 +1,24 @@
 // zoo's oneDNN convolutions for XLA:CPU, as XLA FFI handlers (see zoo/_onednn/__init__.py).
 //
-// Three handlers, all float32, NHWC activations and HWIO kernels (XLA:CPU's canonical form):
+// Three handlers, float32 or bfloat16 (all three buffers of one call in the same type; bfloat16 accumulates in
+// float32 and runs on AMX / AVX512-BF16 where the CPU has them), NHWC activations and HWIO kernels (XLA:CPU's
+// canonical form):
 //   zoo_onednn_conv_fwd    y  = conv(x, w)              x (N,H,W,C), w (KH,KW,C,O) -> y (N,OH,OW,O)
 //   zoo_onednn_conv_dgrad  dx = conv_backward_data(g, w)
 //   zoo_onednn_conv_wgrad  dw = conv_backward_weights(x, g)
 // with attributes stride_h/w, dilation_h/w (XLA's convention: 1 = none), pad_top/bottom/left/right.
 //
-// The forward runs on the plain NHWC layouts (oneDNN's brgconv kernels take them directly); the two
-// gradients let oneDNN choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out.
+// The float32 forward runs on the plain NHWC / HWIO layouts (oneDNN's brgconv kernels take them directly; in
+// bfloat16 the kernel's weights are reordered into the blocked layout AMX wants); the two gradients let oneDNN
+// choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out. The bfloat16 weight gradient
+// accumulates into float32 weights, rounded to bfloat16 on the way out (2x faster than bfloat16 ones here;
+// zoo/_onednn/__init__.py runs bfloat16 weight gradients on the float32 kernel anyway: the faster in programs).
 // Primitives are built once per shape and kept. XLA:CPU runs independent operations concurrently, so each
 // call passes its own scratchpad (oneDNN's user scratchpad mode): a shared primitive is then safe to run
 // from several threads at once.
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,17 +45,19 @@ dnnl::primitive_attr UserScratchpad() {
 
 struct Geometry {
   int64_t n, h, w, c, kh, kw, o, sh, sw, dh, dw, pt, pb, pl, pr;
+  memory::data_type type;
 
   int64_t Oh() const { return (h + pt + pb - dh * (kh - 1) - 1) / sh + 1; }
   int64_t Ow() const { return (w + pl + pr - dw * (kw - 1) - 1) / sw + 1; }
   memory::desc Src(memory::format_tag tag = memory::format_tag::nhwc) const {
-    return memory::desc({n, c, h, w}, memory::data_type::f32, tag);
+    return memory::desc({n, c, h, w}, type, tag);
   }
-  memory::desc Wei(memory::format_tag tag = memory::format_tag::hwio) const {
-    return memory::desc({o, c, kh, kw}, memory::data_type::f32, tag);
+  memory::desc Wei(memory::format_tag tag = memory::format_tag::hwio) const { return Wei(tag, type); }
+  memory::desc Wei(memory::format_tag tag, memory::data_type t) const {
+    return memory::desc({o, c, kh, kw}, t, tag);
   }
   memory::desc Dst(memory::format_tag tag = memory::format_tag::nhwc) const {
-    return memory::desc({n, o, Oh(), Ow()}, memory::data_type::f32, tag);
+    return memory::desc({n, o, Oh(), Ow()}, type, tag);
   }
   dnnl::convolution_forward::primitive_desc Forward(memory::format_tag act, memory::format_tag wei) const {
     return dnnl::convolution_forward::primitive_desc(
@@ -58,6 +66,7 @@ struct Geometry {
   }
   std::string Key(char kind) const {
     std::string key(1, kind);
+    key += type == memory::data_type::bf16 ? "b" : "f";
     for (int64_t v : {n, h, w, c, kh, kw, o, sh, sw, dh, dw, pt, pb, pl, pr}) key += "," + std::to_string(v);
     return key;
   }
@@ -73,9 +82,9 @@ struct Op {
 // A gradient primitive's descriptor (`PrimitiveDesc`: backward data or backward weights), on the layouts oneDNN
 // prefers (`any`), hinted by the forward it differentiates.
 template <typename PrimitiveDesc>
-PrimitiveDesc Backward(const Geometry& g) {
+PrimitiveDesc Backward(const Geometry& g, memory::data_type wei_type) {
   const auto any = memory::format_tag::any;
-  return PrimitiveDesc(Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any), g.Dst(any),
+  return PrimitiveDesc(Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any, wei_type), g.Dst(any),
                        {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, g.Forward(any, any),
                        UserScratchpad());
 }
@@ -83,17 +92,18 @@ PrimitiveDesc Backward(const Geometry& g) {
 std::shared_ptr<const Op> Build(const Geometry& g, char kind) {
   auto op = std::make_shared<Op>();
   if (kind == 'f') {
-    auto pd = g.Forward(memory::format_tag::nhwc, memory::format_tag::hwio);
+    const bool plain = g.type == memory::data_type::f32;
+    auto pd = g.Forward(memory::format_tag::nhwc, plain ? memory::format_tag::hwio : memory::format_tag::any);
     op->primitive = dnnl::convolution_forward(pd);
     op->in0 = pd.src_desc(), op->in1 = pd.weights_desc(), op->out = pd.dst_desc();
     op->scratchpad = pd.scratchpad_desc();
   } else if (kind == 'd') {
-    auto pd = Backward<dnnl::convolution_backward_data::primitive_desc>(g);
+    auto pd = Backward<dnnl::convolution_backward_data::primitive_desc>(g, g.type);
     op->primitive = dnnl::convolution_backward_data(pd);
     op->in0 = pd.diff_dst_desc(), op->in1 = pd.weights_desc(), op->out = pd.diff_src_desc();
     op->scratchpad = pd.scratchpad_desc();
   } else {
-    auto pd = Backward<dnnl::convolution_backward_weights::primitive_desc>(g);
+    auto pd = Backward<dnnl::convolution_backward_weights::primitive_desc>(g, memory::data_type::f32);
     op->primitive = dnnl::convolution_backward_weights(pd);
     op->in0 = pd.src_desc(), op->in1 = pd.diff_dst_desc(), op->out = pd.diff_weights_desc();
     op->scratchpad = pd.scratchpad_desc();
@@ -161,27 +171,44 @@ ffi::Error Run(const Geometry& g, char kind, void* in0, void* in1, void* out) {
   return ffi::Error::Success();
 }
 
-Geometry Make(ffi::Span<const int64_t> act, ffi::Span<const int64_t> wei, int64_t sh, int64_t sw, int64_t dh,
-              int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  return Geometry{act[0], act[1], act[2], act[3], wei[0], wei[1], wei[3], sh, sw, dh, dw, pt, pb, pl, pr};
+// The geometry of a call: activation and kernel dimensions, the attributes, and the one element type of the
+// three buffers (float32 or bfloat16; anything else is an error naming the types).
+ffi::ErrorOr<Geometry> Make(ffi::Span<const int64_t> act, ffi::Span<const int64_t> wei,
+                            std::initializer_list<ffi::DataType> types, int64_t sh, int64_t sw, int64_t dh,
+                            int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  const ffi::DataType t = *types.begin();
+  for (ffi::DataType u : types) {
+    if (u != t || (t != ffi::DataType::F32 && t != ffi::DataType::BF16)) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument(
+          "zoo's oneDNN convolution takes float32 or bfloat16 buffers, all of one type"));
+    }
+  }
+  const memory::data_type type = t == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16;
+  return Geometry{act[0], act[1], act[2], act[3], wei[0], wei[1], wei[3], sh, sw, dh, dw, pt, pb, pl, pr, type};
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y, int64_t sh,
-                   int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = Make(x.dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  return Run(g, 'f', x.typed_data(), w.typed_data(), y->typed_data());
+ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y, int64_t sh, int64_t sw,
+                   int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  auto g = Make(x.dimensions(), w.dimensions(), {x.element_type(), w.element_type(), y->element_type()}, sh, sw, dh,
+                dw, pt, pb, pl, pr);
+  if (g.has_error()) return g.error();
+  return Run(*g, 'f', x.untyped_data(), w.untyped_data(), y->untyped_data());
 }
 
-ffi::Error DataGrad(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> dx, int64_t sh,
-                    int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = Make(dx->dimensions(), w.dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  return Run(g, 'd', dy.typed_data(), w.typed_data(), dx->typed_data());
+ffi::Error DataGrad(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx, int64_t sh, int64_t sw,
+                    int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  auto g = Make(dx->dimensions(), w.dimensions(), {dy.element_type(), w.element_type(), dx->element_type()}, sh, sw,
+                dh, dw, pt, pb, pl, pr);
+  if (g.has_error()) return g.error();
+  return Run(*g, 'd', dy.untyped_data(), w.untyped_data(), dx->untyped_data());
 }
 
-ffi::Error WeightGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw_out,
-                      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = Make(x.dimensions(), dw_out->dimensions(), sh, sw, dh, dw, pt, pb, pl, pr);
-  return Run(g, 'w', x.typed_data(), dy.typed_data(), dw_out->typed_data());
+ffi::Error WeightGrad(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dw_out, int64_t sh,
+                      int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  auto g = Make(x.dimensions(), dw_out->dimensions(), {x.element_type(), dy.element_type(), dw_out->element_type()},
+                sh, sw, dh, dw, pt, pb, pl, pr);
+  if (g.has_error()) return g.error();
+  return Run(*g, 'w', x.untyped_data(), dy.untyped_data(), dw_out->untyped_data());
 }
 
 }  // namespace
@@ -192,16 +219,16 @@ ffi::Error WeightGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::Re
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_fwd, Forward,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() ZOO_CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_dgrad, DataGrad,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() ZOO_CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_onednn_conv_wgrad, WeightGrad,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() ZOO_CONV_ATTRS);
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() ZOO_CONV_ATTRS);

@@ -17,6 +17,8 @@ VARIANT_DOWNSAMPLING: dict[str, int] = {
     "v1": 1, "v1-unconditional": 1, "ncsnv2": 1, "ncsnv2-deeper": 2, "ncsnv2-deepest": 3,
 }
 
+# The convolutions' precision (NCSNConfig.compute_dtype).
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 # Where the sampler's step_lr comes from: the config ("step-lr") or NCSNv2's Technique 4 ("technique4").
 SAMPLING_RULES: tuple[str, ...] = ("step-lr", "technique4")
 # Their names before the rename, still read from old config.json files and --set.
@@ -56,6 +58,14 @@ class NCSNConfig(AbstractConfig):
 
     ``"v1"`` and ``"v2"`` are the old names of these two, still accepted (checkpoints
     saved before the rename say them).
+
+    ``compute_dtype``: ``"float32"``, or ``"bfloat16"`` for the convolutions only (inputs
+    and kernels rounded to bfloat16, float32 accumulation, results back in float32; weights,
+    normalisation, the loss and the sampler stay float32): oneDNN's AMX / AVX512-BF16 kernels
+    on CPUs that have them (`zoo._onednn`). It changes no parameter, so
+    ``zoo.replace_config(model, compute_dtype="bfloat16")`` (``--set compute_dtype=bfloat16``)
+    switches a float32-trained checkpoint; what it costs in quality and buys in speed:
+    cards/ncsn-bench.md.
     """
 
     family: ClassVar[str] = "ncsn"
@@ -75,10 +85,16 @@ class NCSNConfig(AbstractConfig):
     step_lr: float = 2e-5
     denoise: bool = False
     objective: str = "dsm"  # "dsm" | "ssm" (annealed sliced score matching, SSM-VR: the official algo option)
+    compute_dtype: str = "float32"  # "float32" | "bfloat16" (the convolutions' inputs and kernels)
 
     def __post_init__(self) -> None:
         if self.objective not in ("dsm", "ssm"):
             raise ConfigError(f"objective must be 'dsm' or 'ssm', not {self.objective!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"compute_dtype must be one of {list(COMPUTE_DTYPES)} (the convolutions' precision), "
+                f"not {self.compute_dtype!r}"
+            )
         if self.variant == "v2":  # the old name of "v1-unconditional"
             object.__setattr__(self, "variant", "v1-unconditional")
         if self.variant not in VARIANT_DOWNSAMPLING:

@@ -21,7 +21,7 @@ from .._trainer import AbstractTrainer, GradientTrainer
 from ._config import NCSNConfig
 from ._loss import dsm_loss, dsm_terms
 from ._ncsnv2 import NCSNV2_NETWORKS, AbstractNCSNv2Net
-from ._network import RefineNet
+from ._network import RefineNet, conv_weights_as
 
 
 def dequantize(x: Float[Array, "n ..."], *, key: PRNGKeyArray) -> Float[Array, "n ..."]:
@@ -54,7 +54,10 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
 
     def score(self, x: Float[Array, "h w c"], level: Int[Array, ""]) -> Float[Array, "h w c"]:
         """The score at noise level index `level` (0 = largest sigma) of one image."""
-        out = self.net(x, level)
+        net = self.net
+        if self.config.compute_dtype != "float32":  # mixed precision: the convolutions in that dtype
+            net = conv_weights_as(net, jnp.dtype(self.config.compute_dtype))
+        out = net(x, level)
         if self.config.variant != "v1":  # unconditional networks: divide by sigma (NCSNv2)
             out = out / take_row(jnp.asarray(self.sigmas, out.dtype), level)  # materialised (zoo._rows)
         return out

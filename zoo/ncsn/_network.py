@@ -20,6 +20,7 @@ variant) and the network ignores the level index; the caller divides by sigma.
 from __future__ import annotations
 
 import math
+from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
@@ -32,6 +33,7 @@ from .._rows import take_row
 
 
 _EPS = 1e-5
+_N = TypeVar("_N")
 
 
 def _elu(x: Array) -> Array:
@@ -39,7 +41,10 @@ def _elu(x: Array) -> Array:
 
 
 class Conv2d(eqx.Module):
-    """A 2-D convolution on one (H, W, C) image; HWIO kernel, 'same' padding by dilation."""
+    """A 2-D convolution on one (H, W, C) image; HWIO kernel, 'same' padding by dilation.
+
+    It computes in its kernel's dtype: a bfloat16 kernel (`conv_weights_as`) rounds the input
+    to bfloat16 and returns the result in the input's dtype (float32 accumulation in between)."""
 
     weight: Float[Array, "kh kw cin cout"]
     bias: Float[Array, " cout"] | None
@@ -59,10 +64,23 @@ class Conv2d(eqx.Module):
         pad = self.dilation * (k - 1) // 2
         # oneDNN's kernels on CPU where they are available (`zoo._onednn`), else XLA's
         d = self.dilation
-        y = _onednn.conv(x[None], self.weight, padding=((pad, pad), (pad, pad)), dilation=(d, d))[0]
+        xw = x[None].astype(self.weight.dtype)
+        y = _onednn.conv(xw, self.weight, padding=((pad, pad), (pad, pad)), dilation=(d, d))[0].astype(x.dtype)
         if self.bias is not None:
             y = y + self.bias.reshape(1, 1, -1)
         return y
+
+
+def conv_weights_as(net: _N, dtype: Any) -> _N:
+    """`net` with every `Conv2d` kernel cast to `dtype` (biases and all else as they are): the
+    convolutions then compute in `dtype` (mixed precision, `NCSNConfig.compute_dtype`). Inside a
+    differentiated function the cast is part of the graph, so gradients reach the float32 kernels."""
+    is_conv = lambda m: isinstance(m, Conv2d)  # noqa: E731
+
+    def cast(m):
+        return eqx.tree_at(lambda c: c.weight, m, m.weight.astype(dtype)) if is_conv(m) else m
+
+    return jax.tree_util.tree_map(cast, net, is_leaf=is_conv)
 
 
 def mean_pool2(x: Float[Array, "h w c"]) -> Float[Array, "h2 w2 c"]:
