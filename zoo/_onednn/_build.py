@@ -6,7 +6,10 @@ dependency on Linux x86-64; or ``$ZOO_ONEDNN_ROOT``, a prefix holding ``include/
 of another oneDNN 3.x build), into ``cache_dir()/onednn/<hash>/``, the hash covering the source,
 jaxlib's version, the compiler and the oneDNN found. Nothing here raises: `load` returns the
 library or None (with the reason logged once), and zoo then convolves with XLA's kernels.
-``ZOO_ONEDNN=0`` turns the handlers off.
+``ZOO_ONEDNN=0`` turns the handlers off. ``ZOO_ONEDNN_PREBUILT`` names a folder laid out as
+``cache_dir()/onednn`` (``<hash>/libzoo_onednn.so``) that `load` reads first and never writes: a
+library built there for the same hash is loaded as it is, else the usual cache folder is used (the
+test suite builds the handlers once per run there for all its worker processes, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -75,6 +78,15 @@ def _compile(out: Path, cxx: str, inc: Path, lib: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
 
 
+def _folder(name: str) -> Path:
+    """The folder of the build `name` (its hash): ``$ZOO_ONEDNN_PREBUILT/<name>`` where that holds the library,
+    else ``cache_dir()/onednn/<name>`` (built there if absent)."""
+    if prebuilt := os.environ.get("ZOO_ONEDNN_PREBUILT", "").strip():
+        if (Path(prebuilt) / name / LIBRARY).is_file():
+            return Path(prebuilt) / name
+    return cache_dir() / "onednn" / name
+
+
 @functools.cache
 def load() -> ctypes.CDLL | None:
     """The compiled handlers, registered as XLA:CPU FFI targets; None where they cannot be had."""
@@ -96,7 +108,7 @@ def load() -> ctypes.CDLL | None:
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), cxx.encode(), str(inc).encode(), str(lib).encode()):
         key.update(part + b"\0")
-    folder = cache_dir() / "onednn" / key.hexdigest()[:16]
+    folder = _folder(key.hexdigest()[:16])
     try:
         if not (folder / LIBRARY).is_file():
             logger.warning("zoo: building the oneDNN convolutions for this machine, once (~10 s) ...")
