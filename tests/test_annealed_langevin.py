@@ -26,7 +26,7 @@ def _gmm_score(weights, means, stds, sigmas):
 
 
 @pytest.mark.parametrize("dim", [1, 2])
-def test_recovers_mixture_weights_and_variances(dim, getkey):
+def test_recovers_mixture_weights_and_variances(dim, getkey, optimised):
     weights = np.array([0.3, 0.7])
     means = np.array([[-4.0] * dim, [4.0] * dim])
     stds = np.array([0.5, 1.0])
@@ -34,8 +34,9 @@ def test_recovers_mixture_weights_and_variances(dim, getkey):
     sampler = samplers.AnnealedLangevin.v1(sigmas, steps_per_level=100, step_lr=2e-3)
     n = 3000
     x0 = jax.random.uniform(getkey(), (n, dim), minval=-1.0, maxval=1.0)
-    out = jax.jit(lambda x, k: samplers.run(sampler, _gmm_score(weights, means, stds, sigmas), x, key=k,
-                                            num_steps=sampler.num_steps, batched=True).final)(x0, getkey())
+    score = _gmm_score(weights, means, stds, sigmas)
+    run = lambda x, k: samplers.run(sampler, score, x, key=k, num_steps=sampler.num_steps, batched=True).final
+    out = jax.jit(run, compiler_options=optimised)(x0, getkey())
     x = np.asarray(out)
     right = x[:, 0] > 0
     # Weights: binomial standard error sqrt(0.21 / 3000) = 0.008.
@@ -60,7 +61,7 @@ def test_wrong_annealing_fails_to_find_weights(getkey):
     assert float(jnp.mean(out[:, 0] > 0)) < 0.1
 
 
-def test_step_schedule_and_denoising(getkey):
+def test_step_schedule_and_denoising(getkey, optimised):
     """On N(0, 1) data: without denoising the output variance is 1 + sigma_L^2; the final
     Tweedie step x + sigma_L^2 s(x) shrinks it to 1 / (1 + sigma_L^2)."""
     sigmas = np.array([2.0, 1.0, 0.5], np.float32)
@@ -72,7 +73,9 @@ def test_step_schedule_and_denoising(getkey):
     for denoise, want in [(False, 1.25), (True, 1.0 / 1.25)]:
         s = samplers.AnnealedLangevin.v1(sigmas, steps_per_level=200, step_lr=0.02, denoise=denoise)
         assert s.num_steps == 600 + int(denoise)
-        out = samplers.run(s, score, x0, key=getkey(), num_steps=s.num_steps, batched=True).final
+        out = samplers.run(
+            s, score, x0, key=getkey(), num_steps=s.num_steps, batched=True, compiler_options=optimised
+        ).final
         np.testing.assert_allclose(float(out.var()), want, rtol=0.06)
 
 
@@ -84,7 +87,7 @@ def test_snapshots(getkey):
     assert out.samples.shape == (4, 3, 2)
 
 
-def test_inpainting_gaussian_conditional(getkey):
+def test_inpainting_gaussian_conditional(getkey, optimised):
     """2-D Gaussian with correlation 0.8, coordinate 0 observed at 1.0: coordinate 1 follows
     the conditional of the (slightly noised) joint."""
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
@@ -99,8 +102,9 @@ def test_inpainting_gaussian_conditional(getkey):
     mask = jnp.tile(jnp.array([1.0, 0.0]), (n, 1))
     x0 = jax.random.uniform(getkey(), (n, 2))
     s = samplers.AnnealedLangevinInpainting.v1(sigmas, steps_per_level=100, step_lr=5e-4, denoise=False)
-    img, obs, m = samplers.run(s, score, (x0, observed, mask), key=getkey(), num_steps=s.num_steps,
-                               batched=True).final
+    img, obs, m = samplers.run(
+        s, score, (x0, observed, mask), key=getkey(), num_steps=s.num_steps, batched=True, compiler_options=optimised
+    ).final
     np.testing.assert_allclose(np.asarray(img[:, 0]), 1.0, atol=0.3)  # sigma_L-noised observation
     c = cov + sigmas[-1] ** 2 * np.eye(2)
     mean = c[1, 0] / c[0, 0] * 1.0

@@ -86,12 +86,12 @@ def test_log_density_target_and_image_shaped_particles(getkey):
     np.testing.assert_allclose(np.asarray(shaped.final).reshape(10, 6), np.asarray(flat.final), rtol=1e-5, atol=1e-6)
 
 
-def test_converges_on_a_gaussian(getkey):
+def test_converges_on_a_gaussian(getkey, optimised):
     """200 particles from N(0, 9 I) reach the correlated Gaussian target: mean within 0.05, covariance
     within 0.1 (SVGD's finite-particle fixed point slightly under-disperses), and the KSD falls."""
     x0 = 3.0 * jax.random.normal(getkey(), (200, 2))
-    res = jax.jit(lambda x, k: samplers.run(samplers.SVGD(step_size=0.05), _score, x, num_steps=600, thin=200,
-                                            save=True, key=k))(x0, getkey())
+    run = lambda x, k: samplers.run(samplers.SVGD(step_size=0.05), _score, x, num_steps=600, thin=200, save=True, key=k)
+    res = jax.jit(run, compiler_options=optimised)(x0, getkey())
     x = np.asarray(res.final)
     np.testing.assert_allclose(x.mean(0), MU, atol=0.05)
     np.testing.assert_allclose(np.cov(x.T), COV, atol=0.1)
