@@ -34,6 +34,8 @@ figure for this iteration is quoted anywhere in the project's notes, so none is 
 official seconds / zoo seconds, both measured in this run. ``--breakdown`` then profiles one more zoo iteration
 (`jax.profiler`) and prints where its time goes: each op of the compiled step by kind (convolutions and matmuls
 forward, backward and weight gradients; elementwise; layout copies), in the GWG loop or once per iteration.
+zoo's convolutions run on oneDNN's or XLA's kernels per shape, whichever is the faster here (`zoo._onednn`);
+``--xla-convs`` also times the same step traced with XLA's kernels only, in the same rounds (row zoo_xla_convs).
 
     ../venv-torch/bin/python scripts/bench_pcd.py --official ../official/GWG_release           # the paper's config
     python scripts/bench_pcd.py --official ../official/GWG_release --official-python ../venv-torch/bin/python
@@ -461,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the python (with torch) that runs the official side (default: this one)")
     p.add_argument("--torch-threads", default=None,
                    help="torch thread counts to time the official code with, e.g. 2,1 (default: JAX's core count)")
+    p.add_argument("--xla-convs", action="store_true",
+                   help="also time zoo's step traced with XLA's convolution kernels only (zoo._onednn.xla_kernels)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--breakdown", action="store_true",
                    help="after timing, profile one more zoo iteration and print its op time by kind (jax.profiler)")
@@ -479,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     import zoo
+    from zoo._onednn import available as onednn_available, xla_kernels
 
     data = zoo.data.load("binarized_mnist", "train").x.reshape(-1, 784)  # static binarized MNIST, float32 {0, 1}
     print(f"PCD iteration of the GWG paper's deep EBM: ResNet EBM {args.channels} channels "
@@ -525,20 +530,29 @@ def main(argv: list[str] | None = None) -> int:
         if official is None:
             print(f"parameters: zoo ResNetEBM {zoo.num_params(model)}", flush=True)
         print(note, flush=True)
+        def ours(iteration, finish):
+            def run():
+                t = time.perf_counter()
+                for _ in range(args.iters):
+                    iteration()
+                finish()
+                return time.perf_counter() - t
+            return run
+
         start(model)
         t = time.perf_counter()
         iteration()
         finish()
-        print(f"zoo: first iteration (compile + run) {time.perf_counter() - t:.1f} s", flush=True)
-
-        def ours():
-            t = time.perf_counter()
-            for _ in range(args.iters):
-                iteration()
-            finish()
-            return time.perf_counter() - t
-
-        fns = {"zoo": ours}
+        print(f"zoo: first iteration (compile + run) {time.perf_counter() - t:.1f} s; its convolutions on "
+              f"{'oneDNN or XLA per shape (zoo._onednn)' if onednn_available() else 'XLA'}", flush=True)
+        fns = {"zoo": ours(iteration, finish)}
+        if args.xla_convs:  # the same step traced with XLA's convolution kernels only
+            iteration_xla, finish_xla, start_xla, _ = zoo_trainer(args, data)
+            start_xla(model)
+            with xla_kernels():
+                iteration_xla()
+                finish_xla()
+            fns["zoo_xla_convs"] = ours(iteration_xla, finish_xla)
         if official is not None:
             def theirs(t):
                 def run():
@@ -556,6 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo:      {results['zoo_s_per_iter']:.3f} s/iteration "
               f"({args.steps_per_update / results['zoo_s_per_iter']:.1f} GWG steps/s of {args.batch} chains); "
               f"peak RSS {results['zoo_peak_rss_mib']:.0f} MiB (this process, XLA compilation included)")
+        if "zoo_xla_convs" in med:
+            s = results["zoo_xla_convs_s_per_iter"] = med.pop("zoo_xla_convs")
+            print(f"zoo, XLA's convolutions only: {s:.3f} s/iteration "
+                  f"({args.steps_per_update / s:.1f} GWG steps/s); / zoo = {s / results['zoo_s_per_iter']:.2f}x")
         if official is not None:
             rss = official.close().get("peak_rss_mib")
             official = None

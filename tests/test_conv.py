@@ -1,11 +1,14 @@
 """zoo._conv: the loop-friendly convolution equals equinox's, value and gradients."""
 
+import contextlib
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from zoo import _onednn
 from zoo._conv import Conv2d, conv_compiler_options
 
 
@@ -21,8 +24,36 @@ CASES = [  # (in, out, kernel, stride, padding, size)
 ]
 
 
+def _kernels(kind: str, monkeypatch):
+    """Run a test on one of the paths a convolution of `Conv2d` takes: "xla", its own custom-JVP convolutions on
+    XLA's kernels (where zoo's oneDNN handlers are not available: other platforms, `xla_kernels`); "primitive-xla",
+    zoo's oneDNN primitives lowered to XLA's kernels (a shape where XLA's were timed faster); "onednn", oneDNN's."""
+    if kind == "xla":
+        return _onednn.xla_kernels()
+    if not _onednn.available():
+        pytest.skip("zoo's oneDNN primitives are not available here")
+    if kind == "primitive-xla":
+        monkeypatch.setattr(_onednn, "prefer_onednn", lambda *args, **kwargs: False)
+    else:
+        monkeypatch.setenv("ZOO_ONEDNN", "1")
+    return contextlib.nullcontext()
+
+
+@pytest.fixture(params=["xla", "primitive-xla"])
+def xla_path(request, monkeypatch):
+    """The two ways `Conv2d` reaches XLA's convolution kernels (`_kernels`)."""
+    with _kernels(request.param, monkeypatch):
+        yield request.param
+
+
+@pytest.mark.parametrize("kind", ["xla", "primitive-xla", "onednn"])
 @pytest.mark.parametrize("cin,cout,k,s,p,size", CASES)
-def test_matches_equinox_value_and_gradients(cin, cout, k, s, p, size):
+def test_matches_equinox_value_and_gradients(cin, cout, k, s, p, size, kind, monkeypatch):
+    with _kernels(kind, monkeypatch):
+        _matches_equinox(cin, cout, k, s, p, size)
+
+
+def _matches_equinox(cin, cout, k, s, p, size):
     key = jax.random.key(0)
     ours = Conv2d(cin, cout, k, stride=s, padding=p, key=key)
     ref = eqx.nn.Conv2d(cin, cout, k, stride=s, padding=p, key=key)
@@ -51,7 +82,7 @@ def test_same_leaves_as_equinox():
     assert shapes(ours) == shapes(ref)
 
 
-def test_input_gradient_in_a_loop_is_a_canonical_convolution():
+def test_input_gradient_in_a_loop_is_a_canonical_convolution(xla_path):
     """The root cause of the slow GWG chains: XLA:CPU canonicalises convolutions only in the
     entry computation, so inside a while loop equinox's NCHW convolutions (``bf01``) and the
     input-gradient convolution (kernel ``01oi``) stay off the fast path. Every convolution in
@@ -70,7 +101,7 @@ def test_input_gradient_in_a_loop_is_a_canonical_convolution():
     assert labels == {"b01f_01io->b01f"}, labels
 
 
-def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutions():
+def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutions(xla_path):
     """The input gradient of a strided convolution is stride-1 convolutions per input phase (no
     convolution of the zero-dilated cotangent, ``lhs_dilate``), and the weight gradient of a loss
     over ``vmap`` is one convolution over the batch (no per-example grouped convolution, which a
@@ -87,7 +118,7 @@ def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutio
     assert not any("lhs_dilate" in c or "feature_group_count" in c or "batch_group_count" in c for c in convs), convs
 
 
-def test_conv_compiler_options_turn_ynnpack_off_and_change_only_rounding():
+def test_conv_compiler_options_turn_ynnpack_off_and_change_only_rounding(xla_path):
     """XLA:CPU gives convolutions to its YNNPACK fusions, which run on one thread inside a while
     loop; `conv_compiler_options` turns them off (XLA's own convolution, multi-threaded there).
     The loop's convolutions stay canonical, and the values agree with XLA's defaults to float

@@ -52,6 +52,21 @@ def test_values_and_both_gradients_match_lax(geometry, getkey):
     assert hlo.count("zoo_onednn_conv") >= 3 and "convolution" not in hlo
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_xla_lowering_of_the_primitives_matches_lax(geometry, getkey, monkeypatch):
+    """Where XLA's kernel was timed faster for a shape, the primitives lower to XLA's convolutions: the same values
+    and gradients (the input gradient without dilation as zoo._conv's canonical convolutions), and no custom call."""
+    monkeypatch.setattr(_onednn, "prefer_onednn", lambda *args, **kwargs: False)
+    xs, ws, stride, padding, dilation = geometry
+    x, w = _operands(getkey(), xs, ws)
+    ours = lambda x, w: _onednn.conv(x, w, stride=stride, padding=padding, dilation=dilation)  # noqa: E731
+    ref = lambda x, w: _ref(x, w, stride, padding, dilation)  # noqa: E731
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    grad = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))
+    _close(grad(x, w), jax.grad(loss(ref), argnums=(0, 1))(x, w))
+    assert "zoo_onednn_conv" not in grad.lower(x, w).as_text()
+
+
 def test_vmap_inside_grad_is_one_batched_call(getkey):
     """A single-example network vmapped then differentiated (a training loss): the batch folds into N,
     so the weight gradient is ONE oneDNN call over the batch, equal to lax's."""

@@ -32,6 +32,11 @@ backward pass would be vmapped into per-example weight gradients (a grouped conv
 batch x channels groups) and then summed. The same numbers up to float rounding, on the fast path
 in loops and out (the fix that belongs upstream: let the pass visit every computation).
 
+On x86 CPUs where zoo's oneDNN handlers build (`zoo._onednn`, float32), `conv2d` binds those instead:
+custom calls, which no canonicalisation touches, each lowered per shape to oneDNN's kernel or XLA's,
+whichever is the faster here; XLA's input gradient there is the transpose of the same canonical
+`input_tangent`, so it keeps the fast path in loops too.
+
 `Conv2d` is a drop-in for `equinox.nn.Conv2d` (same array leaves ``weight`` (O, I, kh, kw) and
 ``bias`` (O, 1, 1), so checkpoints load either way) on one example (C, H, W), and `Conv2d.hwc`
 the same convolution on a channels-last example (H, W, C), for networks that keep their
@@ -66,6 +71,8 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from . import _onednn
+
 
 _DN = ("NHWC", "HWIO", "NHWC")  # the form XLA:CPU runs with its fast kernels
 _DN_SWAPPED = ("NHWC", "HWOI", "NHWC")  # its transpose reads the kernel as HWIO
@@ -77,12 +84,23 @@ def _forward(x: Array, w: Array, stride: tuple[int, int], padding: Padding) -> A
     return jax.lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_DN)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def conv2d(
     x: Float[Array, "n h w ci"], w: Float[Array, "kh kw ci co"], stride: tuple[int, int], padding: Padding
 ) -> Float[Array, "n ho wo co"]:
     """``lax.conv_general_dilated`` on NHWC / HWIO with explicit ``padding`` ((lo, hi) per
-    spatial axis); its input gradient is canonical convolutions (see the module doc)."""
+    spatial axis). On oneDNN's kernels where `zoo._onednn` binds them (float32 on x86 CPUs), each
+    convolution and gradient on whichever of oneDNN's or XLA's kernels is the faster for its shapes
+    (XLA's then in the canonical forms below); elsewhere XLA's, with an input gradient of canonical
+    convolutions (see the module doc)."""
+    if _onednn.binds(x, w):
+        return _onednn.conv(x, w, stride=stride, padding=padding)
+    return _conv2d_xla(x, w, stride, padding)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv2d_xla(
+    x: Float[Array, "n h w ci"], w: Float[Array, "kh kw ci co"], stride: tuple[int, int], padding: Padding
+) -> Float[Array, "n ho wo co"]:
     return _forward(x, w, stride, padding)
 
 
@@ -111,7 +129,7 @@ def _taps(taps: list[int]) -> slice:
     return slice(taps[0], None if stop < 0 else stop, step)
 
 
-def _input_tangent(dx: Array, w: Array, stride: tuple[int, int], padding: Padding) -> Array:
+def input_tangent(dx: Array, w: Array, stride: tuple[int, int], padding: Padding) -> Array:
     """``_forward(dx, w)``, linear in `dx`, written so that its transpose is fast (module doc).
 
     The transpose computes the input gradient phase by phase: for input phase (a, b) (the rows
@@ -166,7 +184,7 @@ def _im2col(dx: Array, w: Array, stride: tuple[int, int], padding: Padding) -> A
     return jnp.dot(patches.reshape(-1, kh * kw * ci), w.reshape(kh * kw * ci, co)).reshape(n, ho, wo, co)
 
 
-@functools.partial(conv2d.defjvp, symbolic_zeros=True)
+@functools.partial(_conv2d_xla.defjvp, symbolic_zeros=True)
 def _conv2d_jvp(
     stride: tuple[int, int], padding: Padding, primals: tuple[Array, Array], tangents: tuple[Array, Array]
 ) -> tuple[Array, Array]:
@@ -175,7 +193,7 @@ def _conv2d_jvp(
     y = _forward(x, w, stride, padding)
     parts = []
     if not isinstance(dx, SymbolicZero):
-        parts.append(_input_tangent(dx, w, stride, padding))
+        parts.append(input_tangent(dx, w, stride, padding))
     if not isinstance(dw, SymbolicZero):
         parts.append(_forward(x, dw, stride, padding))
     dy = functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(y)

@@ -37,7 +37,7 @@ from ._build import load
 from ._choice import native_bfloat16, prefer_onednn
 
 
-__all__ = ["available", "conv", "xla_kernels"]
+__all__ = ["available", "binds", "conv", "xla_kernels"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 _DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))  # what conv.cc's handlers take
@@ -79,10 +79,16 @@ def conv(
     (and its gradients') runs oneDNN's kernel or XLA's, whichever is faster for its final shapes on
     this machine (`zoo._onednn._choice`); elsewhere it is `lax.conv_general_dilated` itself."""
     params = _params(stride, padding, dilation)
-    native = x.dtype == jnp.float32 or native_bfloat16()
-    if x.dtype == w.dtype and x.dtype in _DTYPES and native and available():
+    if binds(x, w):
         return conv_p.bind(x, w, **params)
     return _xla_conv(x, w, **params)
+
+
+def binds(x: Array, w: Array) -> bool:
+    """Whether `conv` binds zoo's primitive for these operands (else it is `lax.conv_general_dilated`): both
+    float32, or both bfloat16 on a CPU with bfloat16 instructions, where `available`."""
+    native = x.dtype == jnp.float32 or native_bfloat16()
+    return x.dtype == w.dtype and x.dtype in _DTYPES and native and available()
 
 
 def _params(stride: Any, padding: Any, dilation: Any) -> dict[str, Any]:
@@ -100,7 +106,15 @@ def _xla_conv(x, w, *, stride, padding, dilation):
 
 def _xla_dgrad(dy, w, *, input_hw, stride, padding, dilation):
     x = jax.ShapeDtypeStruct(dy.shape[:1] + tuple(input_hw) + w.shape[2:3], dy.dtype)
-    fwd = functools.partial(_xla_conv, w=w, stride=stride, padding=padding, dilation=dilation)
+    if dilation == (1, 1):
+        # The transpose of zoo._conv's input tangent: canonical convolutions, which XLA:CPU runs on its fast
+        # kernels inside loops too (a GWG chain's input gradients), where autodiff's own transpose is a naive
+        # loop nest there (zoo/_conv.py).
+        from .._conv import input_tangent
+
+        fwd = functools.partial(input_tangent, w=w, stride=stride, padding=padding)
+    else:
+        fwd = functools.partial(_xla_conv, w=w, stride=stride, padding=padding, dilation=dilation)
     return jax.linear_transpose(fwd, x)(dy)[0]
 
 
