@@ -1,8 +1,9 @@
 """2-D convolutions on oneDNN's kernels inside XLA:CPU programs.
 
 Why: on x86 CPUs XLA:CPU runs convolutions with Eigen's kernels, which are slower than oneDNN's (the
-kernels PyTorch runs): NCSN's training and Langevin steps gain from them (measured side by side with
-the official PyTorch code and with XLA's convolutions: cards/ncsn-bench.md, "Stop 19"). jaxlib's CPU
+kernels PyTorch runs): NCSN's training and Langevin steps and the deep EBM's PCD step gain from them
+(measured side by side with the official PyTorch code and with XLA's convolutions: cards/ncsn-bench.md, "Stop 19";
+cards/ebm-bench.md, "Stop 21"; `zoo._conv.conv2d`, the EBM's, binds them where `binds` says). jaxlib's CPU
 wheel builds no oneDNN in, so zoo brings its own: three XLA FFI handlers (``conv.cc``: forward, input
 gradient, weight gradient; float32 or bfloat16, NHWC / HWIO) compiled once per machine (`zoo._onednn._build`),
 bound as three JAX primitives, each lowered to oneDNN's kernel or XLA's per shape, whichever is the faster
