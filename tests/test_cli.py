@@ -121,6 +121,23 @@ def test_train_resume_then_export(tmp_path, capsys):
     assert "step 30" in err and "drop --steps" in err
 
 
+def test_train_init_from_keeps_the_set_fields(tmp_path, capsys):
+    """Fine-tuning from released weights (--init-from) trains them under their own config with the --set fields
+    changed (e.g. NCSN's compute_dtype, a training objective); a field that would change the parameters fails
+    before anything trains."""
+    base = tmp_path / "base"
+    zoo_cli(capsys, "train", "toy/gmm8", "--steps", 2, "--batch-size", 64, "--workdir", tmp_path / "w0", "--out", base)
+    out = tmp_path / "tuned"
+    zoo_cli(capsys, "train", "toy/gmm8", "--init-from", base, "--set", "objective=ssm", "--set", "sigma=0.2",
+            "--steps", 2, "--batch-size", 64, "--workdir", tmp_path / "w1", "--out", out)  # fmt: skip
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["objective"] == "ssm" and config["sigma"] == 0.2
+    assert zoo.load(out).config.objective == "ssm"
+    _, err = zoo_cli(capsys, "train", "toy/gmm8", "--init-from", base, "--set", "width=8", "--steps", 2,
+                     "--workdir", tmp_path / "w2", "--out", tmp_path / "bad", code=2)  # fmt: skip
+    assert "width" in err and "changes the model's parameters" in err and not (tmp_path / "bad").exists()
+
+
 def test_train_export_needs_a_checkpoint(tmp_path, capsys):
     _, err = zoo_cli(capsys, "train", "toy/gmm8", "--workdir", tmp_path / "empty", "--export", tmp_path / "x", code=2)
     assert "holds no training checkpoint" in err and not (tmp_path / "x").exists()

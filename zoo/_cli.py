@@ -255,8 +255,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.init_from:
         bundle = load_bundle(args.init_from)
         fresh = None if type(bundle.config) is type(config) else config.build(key=_key(args.seed or 0))
-        if fresh is None:
-            model, ema = bundle.model, bundle.ema
+        if fresh is None:  # the released weights, under their own config with the --set fields changed
+            model = _with_settings(bundle.model, args.set)
+            ema = None if bundle.ema is None else _with_settings(bundle.ema, args.set)
         elif hasattr(fresh, "warm_start"):  # a part of the model from another kind (a ResNet EBM's RBM term)
             model = fresh.warm_start(bundle.ema if bundle.ema is not None else bundle.model)  # the released weights
         else:
