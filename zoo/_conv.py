@@ -32,7 +32,8 @@ backward pass would be vmapped into per-example weight gradients (a grouped conv
 batch x channels groups) and then summed. The same numbers up to float rounding, on the fast path
 in loops and out (the fix that belongs upstream: let the pass visit every computation).
 
-On x86 CPUs where zoo's oneDNN handlers build (`zoo._onednn`, float32), `conv2d` binds those instead:
+On x86 CPUs where zoo's oneDNN handlers build (`zoo._onednn`; float32, or bfloat16 where the CPU has
+bfloat16 instructions: `zoo._onednn.binds`), `conv2d` binds those instead:
 custom calls, which no canonicalisation touches, each lowered per shape to oneDNN's kernel or XLA's,
 whichever is the faster here; XLA's input gradient there is the transpose of the same canonical
 `input_tangent`, so it keeps the fast path in loops too.
@@ -88,10 +89,10 @@ def conv2d(
     x: Float[Array, "n h w ci"], w: Float[Array, "kh kw ci co"], stride: tuple[int, int], padding: Padding
 ) -> Float[Array, "n ho wo co"]:
     """``lax.conv_general_dilated`` on NHWC / HWIO with explicit ``padding`` ((lo, hi) per
-    spatial axis). On oneDNN's kernels where `zoo._onednn` binds them (float32 on x86 CPUs), each
-    convolution and gradient on whichever of oneDNN's or XLA's kernels is the faster for its shapes
-    (XLA's then in the canonical forms below); elsewhere XLA's, with an input gradient of canonical
-    convolutions (see the module doc)."""
+    spatial axis). Where `zoo._onednn.binds` says so (float32 on x86 CPUs; bfloat16 where the CPU has
+    bfloat16 instructions), each convolution and gradient runs on whichever of oneDNN's or XLA's kernels is
+    the faster for its shapes (XLA's then in the canonical forms below); elsewhere on XLA's, with an input
+    gradient of canonical convolutions (see the module doc)."""
     if _onednn.binds(x, w):
         return _onednn.conv(x, w, stride=stride, padding=padding)
     return _conv2d_xla(x, w, stride, padding)
