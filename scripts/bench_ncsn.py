@@ -52,7 +52,15 @@ rows ``zoo_bf16``). FLOP counts are XLA's cost analysis of the XLA-only programs
 
 With ``--convs`` (and ``--official``) the network's convolutions are also timed alone on both sides (forward,
 input and weight gradients, at the training batch; read off the jaxpr of zoo's batched score), and each side's
-training step is split into its convolutions and the rest.
+training step is split into its convolutions and the rest. With ``--profile`` one more training step of each
+side runs under its own profiler (`jax.profiler`, `torch.profiler`) and its op time is printed by kind
+(convolutions forward, convolutions backward, everything else): the convolutions as they run inside the step,
+where ``--convs`` times them alone. Run single-threaded for per-op times that add up (XLA_FLAGS
+``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, ``OMP_NUM_THREADS=1``, ``--torch-threads 1``).
+
+Each ratio official / zoo is printed from the medians and, round by round, from the two timings of the same round
+(paired: both met the same state of the machine, whose speed drifts 20-30% between runs here), with their median
+and range.
 
 With ``--memory`` the peak resident set size (Linux's ``VmHWM``) of each side's training step and
 Langevin round is measured too, each in a fresh process of its own that builds only that side
@@ -312,6 +320,12 @@ def print_speedup(med: dict, what: str) -> None:
         print(f"{what}: speed-up of zoo over the official code (official s / zoo s, both measured here): " +
               ", ".join(f"{med[name] / med['zoo']:.2f}x vs {name}" for name in official_times) +
               f"; vs the faster official ({best}): {med[best] / med['zoo']:.2f}x")
+        rounds = getattr(med, "rounds", None)
+        if rounds and len(rounds["zoo"]) > 1:  # each round's two timings met the same state of the machine
+            paired = [o / z for o, z in zip(rounds[best], rounds["zoo"])]
+            print(f"{what}: the same ratio round by round (paired, {best} s / zoo s): " +
+                  " ".join(f"{r:.2f}x" for r in paired) + f"; median {np.median(paired):.2f}x, "
+                  f"range {min(paired):.2f}-{max(paired):.2f}x")
         if "zoo_bf16" in med:
             print(f"{what}: zoo with bfloat16 convolutions vs the faster official ({best}, float32): "
                   f"{med[best] / med['zoo_bf16']:.2f}x")
@@ -319,7 +333,13 @@ def print_speedup(med: dict, what: str) -> None:
         print(f"{what}: bfloat16 convolutions vs float32 (zoo s / zoo_bf16 s): {med['zoo'] / med['zoo_bf16']:.2f}x")
 
 
-def interleaved_medians(fns: dict, repeats: int) -> dict:
+class Medians(dict):
+    """``{name: median seconds}``, with ``rounds = {name: [seconds of each round]}`` (for paired ratios)."""
+
+    rounds: dict
+
+
+def interleaved_medians(fns: dict, repeats: int) -> Medians:
     """``{name: median seconds}`` of ``fns = {name: (run, setup)}``: each round runs every ``setup()`` (untimed) and
     ``run()`` (timed) once, in turn, so that a change of machine load hits all of them alike."""
     times: dict = {name: [] for name in fns}
@@ -329,7 +349,9 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(v)) for name, v in times.items()}
+    med = Medians({name: float(np.median(v)) for name, v in times.items()})
+    med.rounds = times
+    return med
 
 
 def official_step_lr(cfg, official) -> float:
@@ -455,7 +477,9 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
         fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
           f"{args.repeats} interleaved rounds, medians; load average {os.getloadavg()}", flush=True)
-    med = {name: t / ns for name, t in interleaved_medians(fns, args.repeats).items()}
+    raw = interleaved_medians(fns, args.repeats)
+    med = Medians({name: t / ns for name, t in raw.items()})
+    med.rounds = raw.rounds  # per-round seconds of `ns` steps: their ratios are the per-step ones
     # XLA's cost analysis counts a loop body once, so count one batched score evaluation instead.
     score_batch = jax.jit(lambda p, x: jax.vmap(eqx.combine(p, static).score)(x, jnp.zeros(x.shape[0], jnp.int32)))
     f_lan = _flops(score_batch, params, x0)
@@ -498,6 +522,61 @@ def train_bench(args, train_step, train_args, batch: int, official, threads, var
     print(f"train: batch {batch}, {args.repeats} interleaved rounds, medians; load average {os.getloadavg()}",
           flush=True)
     return interleaved_medians(fns, args.repeats)
+
+
+_PROFILE_ROWS = ("convolutions and matmuls, forward", "convolutions, backward (input and weight gradients)",
+                 "everything else (normalisation, ELU, pooling, resizing, loss, Adam, copies)")
+
+
+def profile_train(train_step, train_args, batch: int, official, threads: int) -> None:
+    """Where one training step's time goes, each side by its own profiler: zoo's compiled step under
+    `jax.profiler` (each op classified from the optimised HLO, `bench_pcd.op_kinds`), the official step under
+    `torch.profiler` (each aten op's self CPU time), in three rows. On one thread (XLA_FLAGS
+    ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, ``OMP_NUM_THREADS=1``,
+    ``--torch-threads 1``) the per-op times add up to the step; on several, XLA runs independent ops
+    concurrently and the rows overlap."""
+    import collections
+
+    from bench_pcd import op_kinds, op_seconds
+
+    step = functools.partial(lambda a: jax.block_until_ready(train_step(*a)), train_args)
+    kinds = op_kinds(train_step.lower(*train_args).compile().as_text(), batch)
+    step()
+    folder = tempfile.mkdtemp(prefix="bench_ncsn_profile_")
+    try:
+        t = time.perf_counter()
+        secs, _ = op_seconds(step, kinds, folder)
+        walls = {"zoo": time.perf_counter() - t}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    parts = {"zoo": collections.defaultdict(float)}
+    for name, sec in secs.items():
+        kind = kinds[name]
+        row = 0 if kind == "conv/matmul, forward" else 1 if kind.startswith("conv/matmul") else 2
+        parts["zoo"][_PROFILE_ROWS[row]] += sec
+    if official is not None:
+        torch = official.torch
+        torch.set_num_threads(threads)
+        x = train_args[2]
+        run = official.train(torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
+        run()  # warm-up
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            run()
+            walls["official"] = time.perf_counter() - t
+        parts["official"] = collections.defaultdict(float)
+        for e in prof.key_averages():
+            row = 0 if e.key in ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution") else \
+                1 if e.key == "aten::convolution_backward" else 2
+            parts["official"][_PROFILE_ROWS[row]] += e.self_cpu_time_total * 1e-6
+    sides = list(parts)
+    print(f"where one training step's time goes (batch {batch}; each side's own profiler, one profiled step; "
+          f"per-op seconds, which add up to the step only on one thread):")
+    print("  " + " | ".join(f"{side:>9}" for side in sides) + " | kind")
+    for row in _PROFILE_ROWS:
+        print("  " + " | ".join(f"{parts[side][row]:8.3f}s" for side in sides) + f" | {row}")
+    print("  " + " | ".join(f"{sum(parts[side].values()):8.3f}s" for side in sides) + " | sum of the ops")
+    print("  " + " | ".join(f"{walls[side]:8.3f}s" for side in sides) + " | the profiled step's wall time")
 
 
 def conv_shapes(model, cfg, batch: int) -> list[tuple[dict, int]]:
@@ -669,6 +748,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bf16", action="store_true", help="also time zoo with compute_dtype='bfloat16' (the "
                    "convolutions in bfloat16, zoo.ncsn.NCSNConfig), the same weights, interleaved in the same rounds "
                    "(the row zoo_bf16)")
+    p.add_argument("--profile", action="store_true", help="also profile one training step on each side (jax.profiler, "
+                   "torch.profiler) and print its time by kind of op: convolutions forward, backward, the rest")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
@@ -766,6 +847,8 @@ def main(argv: list[str] | None = None) -> None:
     print_speedup(med_train, "train step")
     if args.convs:
         conv_bench(args, model, cfg, batch, train_official, threads, med_train)
+    if args.profile:
+        profile_train(train_step, (params, opt_state, x, k), batch, train_official, threads[0])
     t_train = med_train["zoo"]
     if args.devices > 1:
         ndev = len(jax.devices())

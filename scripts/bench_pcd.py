@@ -361,11 +361,11 @@ def load_official_weights(model, npz):
 def op_kinds(hlo: str, batch: int) -> dict:
     """``{instruction name: kind}`` for the optimised HLO text of the step: what each op of a profile is.
 
-    Kinds: a convolution or matmul (XLA:CPU's library fusions or plain ops), forward or backward (autodiff's
-    transpose, by the op's JAX name), with weight gradients apart (heuristic: a convolution, or a backward
-    matmul, whose output's leading dimension is not a multiple of `batch`, the chains per update); layout
-    copies (fusions whose root is a transpose or copy); elementwise and reductions (the other loop fusions);
-    the rest."""
+    Kinds: a convolution or matmul (XLA:CPU's library fusions or plain ops, or `zoo._onednn`'s custom calls,
+    named by part), forward or backward (autodiff's transpose, by the op's JAX name), with weight gradients
+    apart (heuristic: a convolution, or a backward matmul, whose output's leading dimension is not a multiple
+    of `batch`, the chains per update); layout copies (fusions whose root is a transpose or copy); elementwise
+    and reductions (the other loop fusions); the rest."""
     import re
 
     comps: dict = {}
@@ -394,7 +394,11 @@ def op_kinds(hlo: str, batch: int) -> dict:
             # the JAX name of the op (for a fusion: of its convolution or matmul, else its own)
             main = [b for b in body if " convolution(" in b or " dot(" in b] or [line]
             backward = any("transpose(" in n for b in main for n in re.findall(r'op_name="([^"]*)"', b))
-            if ops & {"convolution", "dot"}:
+            target = re.search(r'custom_call_target="zoo_onednn_conv_(\w+)"', line) if opcode == "custom-call" else None
+            if target:  # zoo._onednn's convolutions: the handler says which part it is
+                part = {"fwd": "forward", "dgrad": "backward", "wgrad": "weight gradient"}[target.group(1)]
+                kind = "conv/matmul, " + part
+            elif ops & {"convolution", "dot"}:
                 dims = [int(d) for d in re.findall(r"\d+", shape.split("[")[-1].split("]")[0])]
                 # a convolution whose output does not lead with the batch is a weight gradient (XLA's rewrites
                 # of those drop the JAX name); a matmul is one if it is a backward one with such an output
@@ -413,26 +417,35 @@ def op_kinds(hlo: str, batch: int) -> dict:
     return kinds
 
 
-def breakdown(iteration, finish, steps: int, batch: int, folder: str) -> dict:
-    """Seconds per op kind (`op_kinds`) of one zoo iteration, from a `jax.profiler` trace, split into the ops run
-    once per iteration and those of the GWG loop (run `steps` times or more)."""
+def op_seconds(run, names, folder: str) -> tuple[dict, dict]:
+    """``(seconds, calls)`` per op of `names` (the compiled program's instruction names) while ``run()`` runs
+    under a `jax.profiler` trace written to `folder`: each op's summed duration and its number of runs. XLA:CPU
+    runs independent ops concurrently, so with several threads the durations overlap; on one thread they add up."""
     import collections
     import glob
     import gzip
 
     import jax
 
-    kinds = op_kinds(iteration.compiled_text(), batch)
     with jax.profiler.trace(folder, create_perfetto_trace=True):
-        iteration()
-        finish()
+        run()
     trace = json.load(gzip.open(sorted(glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True))[-1]))
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     total, count = collections.Counter(), collections.Counter()
     for e in events:
-        if e.get("ph") == "X" and e.get("name") in kinds:
+        if e.get("ph") == "X" and e.get("name") in names:
             total[e["name"]] += e["dur"] * 1e-6
             count[e["name"]] += 1
+    return dict(total), dict(count)
+
+
+def breakdown(iteration, finish, steps: int, batch: int, folder: str) -> dict:
+    """Seconds per op kind (`op_kinds`) of one zoo iteration, from a `jax.profiler` trace, split into the ops run
+    once per iteration and those of the GWG loop (run `steps` times or more)."""
+    import collections
+
+    kinds = op_kinds(iteration.compiled_text(), batch)
+    total, count = op_seconds(lambda: (iteration(), finish()), kinds, folder)
     out: dict = collections.defaultdict(float)
     for name, sec in total.items():
         out[("GWG loop" if count[name] >= steps else "once") + ": " + kinds[name]] += sec
