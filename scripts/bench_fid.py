@@ -7,12 +7,12 @@ the one `scripts/fetch_fid_weights.py` fetched), side by side in one run.
 
 Both networks get the same batch of 299x299 RGB images already in the network's input range ``x / 128 - 1``
 (NHWC for zoo, NCHW for torch), so the figure is the network alone (zoo's compiled with the network's
-``compiler_options()``, as `fid_features` compiles it: on CPU, XLA's YNNPACK fusions off; ``--xla-defaults``
-times XLA's default kernels too); zoo's whole path from uint8 images of another
-size (`zoo.metrics.fid_features`: resize, map, network) is timed too. Rounds are interleaved (each round runs every
-entry once, in turn), figures are medians of `--repeats` rounds, torch on each of `--torch-threads` thread counts.
-The features of the two networks on the timed batch are compared (max abs difference) in the same run, and the
-peak RSS of the process is printed after zoo's part and again at the end. torch is a benchmark-only dependency:
+``compiler_options()``, as `fid_features` compiles it: on CPU, XLA's YNNPACK fusions for reductions only;
+``--xla-defaults`` times XLA's default kernels too, ``--ynn-off`` YNNPACK all off); zoo's whole path from uint8
+images of another size (`zoo.metrics.fid_features`: resize, map, network) is timed too. Rounds are interleaved (each
+round runs every entry once, in turn), figures are medians of `--repeats` rounds, torch on each of `--torch-threads`
+thread counts. The features of the two networks on the timed batch are compared (max abs difference) in the same run,
+and the peak RSS of the process is printed after zoo's part and again at the end. torch is a benchmark-only dependency:
 without it (or without the wheel) the official side is skipped and the script says so.
 """
 
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-size", type=int, default=32, help="side of the uint8 images for zoo's whole path")
     p.add_argument("--no-official", action="store_true")
     p.add_argument("--xla-defaults", action="store_true", help="also time zoo's network compiled with XLA's defaults")
+    p.add_argument("--ynn-off", action="store_true", help="also time zoo's network compiled with XLA:CPU's YNNPACK "
+                   "fusions all off (zoo's options keep them for reductions: zoo._conv.conv_compiler_options)")
     args = p.parse_args(argv)
     threads = parse_threads(args.torch_threads)
     print(f"{os.cpu_count()} CPU cores; JAX {jax.__version__} on {jax.devices()}; load average {os.getloadavg()}",
@@ -92,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
                 jax.block_until_ready(default(net.inception, x))
 
         fns["zoo network, XLA defaults"] = (zoo_default, images)
+    if args.ynn_off:
+        off = {"xla_cpu_experimental_ynn_fusion_type": ""}
+        no_ynn = jax.jit(lambda inception, x: inception(x), compiler_options=off)
+        jax.block_until_ready(no_ynn(net.inception, x))
+
+        def zoo_no_ynn():
+            for _ in range(args.calls):
+                jax.block_until_ready(no_ynn(net.inception, x))
+
+        fns["zoo network, YNNPACK all off"] = (zoo_no_ynn, images)
     print(f"peak RSS after zoo's warm-up: {peak_rss_mib():.0f} MiB", flush=True)
 
     torch, module = (None, "--no-official") if args.no_official else torchscript_network(threads[0])

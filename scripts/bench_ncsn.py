@@ -48,7 +48,9 @@ zoo's convolutions run on oneDNN's or XLA's kernels per shape, whichever was tim
 (`zoo._onednn`; the header says which is available); ``--xla-convs`` also times zoo's programs traced with XLA's
 kernels only, interleaved in the same rounds (rows ``zoo_xla_convs``); ``--bf16`` times the same weights with the
 convolutions in bfloat16 (``compute_dtype="bfloat16"``: oneDNN's AMX / AVX512-BF16 kernels where the CPU has them;
-rows ``zoo_bf16``). FLOP counts are XLA's cost analysis of the XLA-only programs (it counts no custom call).
+rows ``zoo_bf16``); ``--ynn-off`` times the same program compiled with XLA:CPU's YNNPACK fusions all off, where
+zoo's options (`zoo._conv.conv_compiler_options`) keep them for reductions (rows ``zoo_ynn_off``). FLOP counts
+are XLA's cost analysis of the XLA-only programs (it counts no custom call).
 
 With ``--convs`` (and ``--official``) the network's convolutions are also timed alone on both sides (forward,
 input and weight gradients, at the training batch; read off the jaxpr of zoo's batched score), and each side's
@@ -331,6 +333,9 @@ def print_speedup(med: dict, what: str) -> None:
                   f"{med[best] / med['zoo_bf16']:.2f}x")
     if "zoo_bf16" in med:
         print(f"{what}: bfloat16 convolutions vs float32 (zoo s / zoo_bf16 s): {med['zoo'] / med['zoo_bf16']:.2f}x")
+    if "zoo_ynn_off" in med:
+        print(f"{what}: reductions on YNNPACK vs all of YNNPACK off (zoo_ynn_off s / zoo s): "
+              f"{med['zoo_ynn_off'] / med['zoo']:.2f}x")
 
 
 class Medians(dict):
@@ -360,12 +365,12 @@ def official_step_lr(cfg, official) -> float:
     return cfg.step_lr * float(official.sigmas[0] / official.sigmas[-1]) ** 2
 
 
-def make_langevin(model, static, cfg, nb: int, ns: int):
+def make_langevin(model, static, cfg, nb: int, ns: int, options: dict | None = None):
     """``(langevin, x0, key)``: a jitted round of `ns` steps of the model's default sampler (its compiler options,
-    zoo._conv), ``langevin(params, x0, key)``, and its inputs for batch `nb`."""
+    zoo._conv, unless `options`), ``langevin(params, x0, key)``, and its inputs for batch `nb`."""
     sampler = model.default_sampler()
 
-    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) if options is None else options)
     def langevin(params, x0, key):
         m = eqx.combine(params, static)
         return samplers.run(sampler, m.score, x0, num_steps=ns, key=key, batched=True).final
@@ -374,13 +379,14 @@ def make_langevin(model, static, cfg, nb: int, ns: int):
     return langevin, x0, jax.random.key(2)
 
 
-def make_train_step(model, static):
-    """A jitted training step of `model` (loss, gradients, Adam) as `zoo.fit` compiles it: ``train_step(params,
-    opt_state, x, key) -> (params, opt_state, loss)``, and its first ``opt_state``."""
+def make_train_step(model, static, options: dict | None = None):
+    """A jitted training step of `model` (loss, gradients, Adam) as `zoo.fit` compiles it (with the model's compiler
+    options, unless `options`): ``train_step(params, opt_state, x, key) -> (params, opt_state, loss)``, and its first
+    ``opt_state``."""
     opt = optax.adam(1e-3)
     params = eqx.filter(model, eqx.is_inexact_array)
 
-    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) or None)
+    @functools.partial(jax.jit, compiler_options=dict(model.compiler_options()) if options is None else options)
     def train_step(params, opt_state, x, key):
         def loss_fn(p):
             return eqx.combine(p, static).loss(x, None, key=key)[0]
@@ -463,10 +469,10 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
-    for name, (m, context) in variants.items():
+    for name, (m, context, options) in variants.items():
         p, st = eqx.partition(m, eqx.is_inexact_array)
         with context():
-            fn = make_langevin(m, st, cfg, nb, ns)[0]
+            fn = make_langevin(m, st, cfg, nb, ns, options)[0]
             jax.block_until_ready(fn(p, x0, key))  # traced here, in its context
         fns[name] = (lambda fn=fn, p=p: jax.block_until_ready(fn(p, x0, key)), lambda: None)
     if official is not None:
@@ -495,14 +501,18 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
 
 
 def bench_variants(args, model) -> dict:
-    """More rows of zoo's, timed in the same rounds as ``zoo``: name -> (model, the context to trace in).
-    ``zoo_xla_convs`` (``--xla-convs``): the same program traced with XLA's convolutions; ``zoo_bf16``
-    (``--bf16``): the same weights with ``compute_dtype="bfloat16"`` (the convolutions in bfloat16)."""
+    """More rows of zoo's, timed in the same rounds as ``zoo``: name -> (model, the context to trace in, compiler
+    options or None for the model's). ``zoo_xla_convs`` (``--xla-convs``): the same program traced with XLA's
+    convolutions; ``zoo_bf16`` (``--bf16``): the same weights with ``compute_dtype="bfloat16"`` (the convolutions in
+    bfloat16); ``zoo_ynn_off`` (``--ynn-off``): the same program compiled with XLA:CPU's YNNPACK fusions all off
+    (zoo's options before stop 22; now they keep them for reductions, `zoo._conv.conv_compiler_options`)."""
     out = {}
     if args.xla_convs:
-        out["zoo_xla_convs"] = (model, xla_kernels)
+        out["zoo_xla_convs"] = (model, xla_kernels, None)
     if args.bf16:
-        out["zoo_bf16"] = (zoo.replace_config(model, compute_dtype="bfloat16"), contextlib.nullcontext)
+        out["zoo_bf16"] = (zoo.replace_config(model, compute_dtype="bfloat16"), contextlib.nullcontext, None)
+    if args.ynn_off:
+        out["zoo_ynn_off"] = (model, contextlib.nullcontext, {"xla_cpu_experimental_ynn_fusion_type": ""})
     return out
 
 
@@ -748,6 +758,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bf16", action="store_true", help="also time zoo with compute_dtype='bfloat16' (the "
                    "convolutions in bfloat16, zoo.ncsn.NCSNConfig), the same weights, interleaved in the same rounds "
                    "(the row zoo_bf16)")
+    p.add_argument("--ynn-off", action="store_true", help="also time zoo compiled with XLA:CPU's YNNPACK fusions "
+                   "all off (zoo's options keep them for reductions), interleaved in the same rounds (row zoo_ynn_off)")
     p.add_argument("--profile", action="store_true", help="also profile one training step on each side (jax.profiler, "
                    "torch.profiler) and print its time by kind of op: convolutions forward, backward, the rest")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
@@ -829,10 +841,10 @@ def main(argv: list[str] | None = None) -> None:
     train_official = official if official is not None and official.train is not None else None
     variants = bench_variants(args, model)
     variant_steps = {}
-    for name, (m, context) in variants.items():
+    for name, (m, context, options) in variants.items():
         p, st = eqx.partition(m, eqx.is_inexact_array)
         with context():
-            step, state = make_train_step(m, st)
+            step, state = make_train_step(m, st, options)
             jax.block_until_ready(step(p, state, x, k))  # traced here, in its context
         variant_steps[name] = (step, (p, state, x, k))
     med_train = train_bench(args, train_step, (params, opt_state, x, k), batch, train_official, threads,

@@ -35,7 +35,8 @@ official seconds / zoo seconds, both measured in this run. ``--breakdown`` then 
 (`jax.profiler`) and prints where its time goes: each op of the compiled step by kind (convolutions and matmuls
 forward, backward and weight gradients; elementwise; layout copies), in the GWG loop or once per iteration.
 zoo's convolutions run on oneDNN's or XLA's kernels per shape, whichever is the faster here (`zoo._onednn`);
-``--xla-convs`` also times the same step traced with XLA's kernels only, in the same rounds (row zoo_xla_convs).
+``--xla-convs`` also times the same step traced with XLA's kernels only, in the same rounds (row zoo_xla_convs);
+``--ynn-off`` the same step compiled with XLA:CPU's YNNPACK fusions all off (row zoo_ynn_off).
 
     ../venv-torch/bin/python scripts/bench_pcd.py --official ../official/GWG_release           # the paper's config
     python scripts/bench_pcd.py --official ../official/GWG_release --official-python ../venv-torch/bin/python
@@ -261,10 +262,11 @@ class Official:
 # ---------------------------------------------------------------------------------------------------- the zoo side
 
 
-def zoo_trainer(args, data: np.ndarray):
+def zoo_trainer(args, data: np.ndarray, options: dict | None = None):
     """``(iteration, finish, start, model)``: a fresh `zoo.ebm.ResNetEBM` with its base and replay buffer;
     ``start(model)`` sets the weights to train (and initialises the optimiser on them); ``iteration()`` runs one
-    jitted PCD update (dispatched asynchronously, as `zoo.fit` runs them); ``finish()`` waits for the last one."""
+    jitted PCD update (dispatched asynchronously, as `zoo.fit` runs them, compiled with the model's compiler options
+    unless `options`); ``finish()`` waits for the last one."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -284,9 +286,11 @@ def zoo_trainer(args, data: np.ndarray):
     opt = optax.chain(optax.adam(optax.linear_schedule(0.0, PAPER["lr"], PAPER["warmup_iters"])),
                       zoo.ema_params(PAPER["ema"]))
 
-    # zoo.fit's jitted step, compiled with the model's XLA options (ResNetEBM: YNNPACK fusions off, whose
-    # convolutions run on one thread in the GWG loop; zoo._conv.conv_compiler_options)
-    @eqx.filter_jit(donate="all-except-first", compiler_options=dict(model.compiler_options()) or None)
+    # zoo.fit's jitted step, compiled with the model's XLA options (ResNetEBM: YNNPACK fusions for reductions only,
+    # its convolutions run on one thread in the GWG loop; zoo._conv.conv_compiler_options)
+    options = dict(model.compiler_options()) if options is None else options
+
+    @eqx.filter_jit(donate="all-except-first", compiler_options=options or None)
     def step(key, model, opt_state, state, batch):
         params, frozen = eqx.partition(model, model.trainable())
 
@@ -478,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch thread counts to time the official code with, e.g. 2,1 (default: JAX's core count)")
     p.add_argument("--xla-convs", action="store_true",
                    help="also time zoo's step traced with XLA's convolution kernels only (zoo._onednn.xla_kernels)")
+    p.add_argument("--ynn-off", action="store_true", help="also time zoo's step compiled with XLA:CPU's YNNPACK "
+                   "fusions all off (zoo's options keep them for reductions: zoo._conv.conv_compiler_options)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--breakdown", action="store_true",
                    help="after timing, profile one more zoo iteration and print its op time by kind (jax.profiler)")
@@ -566,6 +572,13 @@ def main(argv: list[str] | None = None) -> int:
                 iteration_xla()
                 finish_xla()
             fns["zoo_xla_convs"] = ours(iteration_xla, finish_xla)
+        if args.ynn_off:  # the same step compiled with XLA:CPU's YNNPACK fusions all off
+            off = {"xla_cpu_experimental_ynn_fusion_type": ""}
+            iteration_off, finish_off, start_off, _ = zoo_trainer(args, data, off)
+            start_off(model)
+            iteration_off()
+            finish_off()
+            fns["zoo_ynn_off"] = ours(iteration_off, finish_off)
         if official is not None:
             def theirs(t):
                 def run():
@@ -586,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
         if "zoo_xla_convs" in med:
             s = results["zoo_xla_convs_s_per_iter"] = med.pop("zoo_xla_convs")
             print(f"zoo, XLA's convolutions only: {s:.3f} s/iteration "
+                  f"({args.steps_per_update / s:.1f} GWG steps/s); / zoo = {s / results['zoo_s_per_iter']:.2f}x")
+        if "zoo_ynn_off" in med:
+            s = results["zoo_ynn_off_s_per_iter"] = med.pop("zoo_ynn_off")
+            print(f"zoo, YNNPACK fusions all off: {s:.3f} s/iteration "
                   f"({args.steps_per_update / s:.1f} GWG steps/s); / zoo = {s / results['zoo_s_per_iter']:.2f}x")
         if official is not None:
             rss = official.close().get("peak_rss_mib")

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hlo import ynn_fusion_bodies
 
 from zoo import _onednn
 from zoo._conv import Conv2d, conv_compiler_options
@@ -118,26 +119,35 @@ def test_strided_input_gradient_and_batched_weight_gradient_are_plain_convolutio
     assert not any("lhs_dilate" in c or "feature_group_count" in c or "batch_group_count" in c for c in convs), convs
 
 
-def test_conv_compiler_options_turn_ynnpack_off_and_change_only_rounding(xla_path):
+def test_conv_compiler_options_keep_ynnpack_to_reductions_and_change_only_rounding(xla_path):
     """XLA:CPU gives convolutions to its YNNPACK fusions, which run on one thread inside a while
-    loop; `conv_compiler_options` turns them off (XLA's own convolution, multi-threaded there).
-    The loop's convolutions stay canonical, and the values agree with XLA's defaults to float
-    rounding (another kernel's summation order)."""
+    loop; `conv_compiler_options` keep YNNPACK to reductions (XLA's own convolution, multi-threaded
+    there; YNNPACK's vectorised reductions, where XLA's loop emitter sums strided columns one scalar at
+    a time). The loop's convolutions stay canonical and off YNNPACK, its per-channel sums go to YNNPACK,
+    and the values agree with XLA's defaults to float rounding (another kernel's summation order)."""
     opts = dict(conv_compiler_options())
     if jax.default_backend() != "cpu":
         assert opts == {}
         return
-    assert opts == {"xla_cpu_experimental_ynn_fusion_type": ""}
-    conv = Conv2d(24, 24, 3, padding=1, key=jax.random.key(0))  # over 16 channels: YNNPACK takes it by default
-    grad = jax.grad(lambda x: jnp.sum(jax.nn.silu(conv(x))))
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    conv = Conv2d(32, 32, 3, padding=1, key=jax.random.key(0))  # over 16 channels: YNNPACK takes it by default
+
+    def energy(x):  # channels-last, as NCSN: a convolution and an instance norm's per-channel statistics
+        h = conv.hwc(x)
+        mu = jnp.mean(h, axis=(0, 1), keepdims=True)
+        return jnp.sum(jax.nn.silu(h - mu)) + jnp.sum(jnp.mean(jnp.square(h - mu), axis=(0, 1)))
+
+    grad = jax.grad(energy)
 
     def chain(x):
         return jax.lax.fori_loop(0, 3, lambda i, x: x + 1e-2 * jax.vmap(grad)(x), x)
 
-    x = jax.random.normal(jax.random.key(1), (2, 24, 6, 6))
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 32))  # YNNPACK takes reductions of this size
     ours = jax.jit(chain, compiler_options=opts)
     hlo = ours.lower(x).compile().as_text()
-    assert "__ynn_fusion" not in hlo
+    bodies = ynn_fusion_bodies(hlo)
+    assert bodies and all(" reduce(" in b for b in bodies), bodies
+    assert not any(" convolution(" in b or " dot(" in b for b in bodies)
     labels = {line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line}
     assert labels == {"b01f_01io->b01f"}, labels
     np.testing.assert_allclose(ours(x), jax.jit(chain)(x), rtol=1e-5, atol=1e-5)

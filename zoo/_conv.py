@@ -48,8 +48,8 @@ ops) to its YNNPACK library fusions by default. For convolutional networks on th
 choice, in loops and out: inside a `while` body (every `lax.scan`: a chain of GWG or Langevin steps) the
 YNNPACK fusions run on one thread (per-thread CPU time: one busy thread), and outside loops its
 convolutions reach 20-90 GFLOP/s where XLA's own (Eigen) convolution keeps both cores near the matmul
-roof. `conv_compiler_options` are the compiler options that turn the YNNPACK fusions off, for the
-`jax.jit` of a program that runs a convolutional network: `AbstractModel.compiler_options()` returns them
+roof. `conv_compiler_options` are the compiler options that keep the YNNPACK fusions to reductions, for
+the `jax.jit` of a program that runs a convolutional network: `AbstractModel.compiler_options()` returns them
 for families marked ``convolutional`` (`zoo.fit`, `zoo.samplers.run` and `zoo.batch_map` take them), and
 the FID network compiles with them. Measured on 2 cores, interleaved in one process or as A/B runs of the
 same script: a GWG step of the 64-channel ResNet EBM on 100 chains 221 -> 118 ms, its PCD update
@@ -57,6 +57,14 @@ same script: a GWG step of the 64-channel ResNet EBM on 100 chains 221 -> 118 ms
 an NCSN (ngf 64, MNIST) training step of 32 images 4.80 -> 2.81 s, a Langevin step of 16 images 0.96 ->
 0.84 s (``scripts/bench_ncsn.py``). The same numbers up to float rounding (another kernel's summation
 order). Not for matmul-only programs: GWG on a 784x500 RBM runs 1547 steps/s with YNNPACK, 1001 without.
+
+Reductions are the exception: XLA's own loop emitter sums over the spatial axes of a channels-last
+tensor (an instance norm's per-channel mean and variance, and their gradients) one strided scalar at
+a time, where YNNPACK's reductions are vectorised, so `conv_compiler_options` give YNNPACK reductions
+and nothing else (``LIBRARY_FUSION_TYPE_REDUCE``). Measured side by side with all of YNNPACK off
+(``--ynn-off`` of ``scripts/bench_ncsn.py`` and ``scripts/bench_fid.py``, interleaved rounds, 2
+cores): the NCSN MNIST (ngf 64) training step 1.19x, its Langevin step 1.09x, the CIFAR-10 (ngf 128)
+training and Langevin steps 1.03x, the FID network 1.08x (cards/ncsn-bench.md, "Stop 22").
 """
 
 from __future__ import annotations
@@ -240,24 +248,28 @@ class Conv2d(eqx.Module):
         return y if self.bias is None else y + self.bias.reshape(1, 1, -1)
 
 
-# XLA:CPU's list of op kinds it gives to YNNPACK; empty: none (DebugOptions, xla/xla.proto).
+# XLA:CPU's list of op kinds it gives to YNNPACK (DebugOptions.LibraryFusionType, xla/xla.proto); empty: none.
 _YNN_FUSION_TYPES = "xla_cpu_experimental_ynn_fusion_type"
+_YNN_REDUCTIONS = "LIBRARY_FUSION_TYPE_REDUCE"
 
 
 @functools.cache
 def conv_compiler_options() -> tuple[tuple[str, Any], ...]:
     """``jax.jit(..., compiler_options=dict(conv_compiler_options()))`` for a program that runs a
-    convolutional network: on the CPU backend, XLA's YNNPACK fusions off, so that its convolutions
-    run on XLA's own multi-threaded kernels, in loops and out (module doc); elsewhere, or with an XLA
-    that does not know the option, none. A tuple of items, hashable for caches."""
+    convolutional network: on the CPU backend, XLA's YNNPACK fusions for reductions only, so that its
+    convolutions, matmuls and elementwise ops run on XLA's own multi-threaded kernels, in loops and out,
+    and its reductions on YNNPACK's vectorised ones (module doc); with an XLA that does not know that
+    fusion type, YNNPACK off; elsewhere, or with an XLA that knows neither, none. A tuple of items,
+    hashable for caches."""
     if jax.default_backend() != "cpu":
         return ()
-    options = {_YNN_FUSION_TYPES: ""}
-    try:  # an older jaxlib rejects an option it does not know, at compile time
-        jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros((), jnp.float32)).compile()
-    except Exception:  # noqa: BLE001 - any rejection means: compile with XLA's defaults
-        return ()
-    return tuple(options.items())
+    for options in ({_YNN_FUSION_TYPES: _YNN_REDUCTIONS}, {_YNN_FUSION_TYPES: ""}):
+        try:  # an older jaxlib rejects an option (or a value) it does not know, at compile time
+            jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros((), jnp.float32)).compile()
+        except Exception:  # noqa: BLE001 - any rejection means: try the next, then XLA's defaults
+            continue
+        return tuple(options.items())
+    return ()
 
 
 def filter_jit_with(fn: Callable[..., Any], compiler_options: Mapping[str, Any] | None) -> Callable[..., Any]:

@@ -56,7 +56,7 @@ class AbstractModel(eqx.Module):
     config: eqx.AbstractVar[AbstractConfig]
     trainer: eqx.AbstractClassVar[AbstractTrainer]
     # Whether the family's programs run a convolutional network (a score network, a convolutional
-    # energy, a CNN classifier): `compiler_options` then turns XLA:CPU's YNNPACK fusions off (`zoo._conv`).
+    # energy, a CNN classifier): `compiler_options` then keep XLA:CPU's YNNPACK fusions to reductions (`zoo._conv`).
     convolutional: ClassVar[bool] = False
     # Submodules trained at a rate of their own: (attribute, config field holding the rate); `learning_rates`.
     rate_groups: ClassVar[tuple[tuple[str, str], ...]] = ()

@@ -41,7 +41,7 @@ class Classifier(AbstractImageModel):
     dense: eqx.nn.Linear
     head: eqx.nn.Linear
     trainer: ClassVar[AbstractTrainer] = GradientTrainer()
-    convolutional: ClassVar[bool] = True  # `compiler_options`: XLA:CPU's YNNPACK fusions off (zoo._conv)
+    convolutional: ClassVar[bool] = True  # `compiler_options`: YNNPACK for reductions only (zoo._conv)
 
     def __init__(self, config: ClassifierConfig, *, key: PRNGKeyArray):
         self.config = config

@@ -47,8 +47,8 @@ class _Block(eqx.Module):
 class ResNetEBM(AbstractPCDModel):
     """``log_prob(x)`` on flat binary images (D = image_size**2)."""
 
-    # its PCD chains run the convolutional energy in a `lax.scan`: `compiler_options` turns XLA:CPU's
-    # YNNPACK fusions off (`zoo._conv.conv_compiler_options`)
+    # its PCD chains run the convolutional energy in a `lax.scan`: `compiler_options` keep XLA:CPU's
+    # YNNPACK fusions to reductions (`zoo._conv.conv_compiler_options`)
     convolutional: ClassVar[bool] = True
     config: ResNetEBMConfig = eqx.field(static=True)
     proj: Conv2d

@@ -189,7 +189,8 @@ class FIDNetwork(eqx.Module):
 
     def compiler_options(self) -> tuple[tuple[str, Any], ...]:
         """XLA options for a `jax.jit` around the network (``compiler_options=dict(...)``): on CPU, YNNPACK
-        fusions off (`zoo._conv`; 2.3x the images/s here, ``scripts/bench_fid.py``). `fid_features` uses them."""
+        fusions for reductions only (`zoo._conv`; 2.3x the images/s of XLA's defaults here, ``scripts/bench_fid.py``).
+        `fid_features` uses them."""
         return conv_compiler_options()
 
     @classmethod

@@ -36,7 +36,7 @@ class NCSN(AbstractImageModel, AbstractStatelessModel):
     config: NCSNConfig = eqx.field(static=True)
     net: RefineNet | AbstractNCSNv2Net
     trainer: ClassVar[AbstractTrainer] = GradientTrainer()
-    convolutional: ClassVar[bool] = True  # `compiler_options`: XLA:CPU's YNNPACK fusions off (zoo._conv)
+    convolutional: ClassVar[bool] = True  # `compiler_options`: YNNPACK for reductions only (zoo._conv)
 
     def __init__(self, config: NCSNConfig, *, key: PRNGKeyArray):
         self.config = config

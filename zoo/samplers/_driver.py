@@ -129,7 +129,7 @@ def _run(
     - `compiler_options`: XLA options for the programs `run` compiles itself: called
       outside `jit` (concrete `x0`, `key` and `target`), the chain is jitted here, with them
       (and the host loop's transition is, with a progress bar). A convolutional
-      model passes its ``compiler_options()`` (`zoo._conv`: XLA:CPU's YNNPACK fusions off).
+      model passes its ``compiler_options()`` (`zoo._conv`: XLA:CPU's YNNPACK fusions for reductions only).
       Under the caller's `jit` they have no effect: give them to that `jit`.
     - `sharding`: with ``batched=True``, a `NamedSharding` of the chains' leading axis (e.g.
       ``NamedSharding(zoo.data_mesh(), PartitionSpec("data"))``): each device runs its share of
