@@ -163,7 +163,8 @@ def test_other_dtypes_use_xla(getkey):
 
 def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     """Without ZOO_ONEDNN=1, lowering a convolution times oneDNN's kernel against XLA's for its final shapes,
-    stores both in the cache's choices.json and compiles the faster; a stored choice is used as it is."""
+    stores both in the cache's choices.json and compiles the faster; a stored choice is used as it is, one stored
+    for other kernels (another ``conv.cc``) is not."""
     import json
 
     import jaxlib
@@ -177,11 +178,15 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     choices = cache_dir() / "onednn" / "choices.json"
     # a stored choice (XLA's kernel for this shape) is taken without timing
     x, w = _operands(getkey(), (2, 7, 7, 3), (3, 3, 3, 4))
-    key = (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | zoo_onednn_conv_fwd | "
-           "float32[2,7,7,3]xfloat32[3,3,3,4] | "
-           f"dilation=(1, 1),padding={pad},stride=(1, 1)")
+    def key(shapes, kernels=_choice.kernels_id()):
+        return (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels} | zoo_onednn_conv_fwd | "
+                f"{shapes} | dilation=(1, 1),padding={pad},stride=(1, 1)")
+
+    old = key("float32[4,9,9,6]xfloat32[3,3,6,5]", kernels="0" * 12)  # timed with other kernels: not used
     choices.parent.mkdir(parents=True)
-    choices.write_text(json.dumps({key: {"onednn": False, "onednn_ms": 1.0, "xla_ms": 2.0}}))
+    choices.write_text(json.dumps({key("float32[2,7,7,3]xfloat32[3,3,3,4]"): {"onednn": False, "onednn_ms": 1.0,
+                                                                              "xla_ms": 2.0},
+                                   old: {"onednn": True, "onednn_ms": 1.0, "xla_ms": 2.0}}))
     hlo = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad)).lower(x, w).as_text()
     assert "zoo_onednn" not in hlo and "convolution" in hlo
     # a new shape is timed, stored beside it, and compiled with the faster kernel; the numbers agree either way
@@ -189,8 +194,9 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     f = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad))
     hlo = f.lower(x, w).as_text()
     stored = json.loads(choices.read_text())
-    assert stored[key]["onednn"] is False and len(stored) == 2
-    (new,) = (v for k, v in stored.items() if "float32[4,9,9,6]xfloat32[3,3,6,5]" in k)
+    assert stored[key("float32[2,7,7,3]xfloat32[3,3,3,4]")]["onednn"] is False and len(stored) == 3
+    assert stored[old] == {"onednn": True, "onednn_ms": 1.0, "xla_ms": 2.0}
+    new = stored[key("float32[4,9,9,6]xfloat32[3,3,6,5]")]
     assert new["onednn_ms"] > 0 and new["xla_ms"] > 0 and new["onednn"] == (new["onednn_ms"] < new["xla_ms"])
     assert ("zoo_onednn_conv_fwd" in hlo) == new["onednn"] and ("convolution" in hlo) != new["onednn"]
     _close(f(x, w), _ref(x, w, (1, 1), pad, (1, 1)))

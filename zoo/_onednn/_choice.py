@@ -6,14 +6,16 @@ layers (64-128 channels) and slower on some of its CIFAR-10 layers (256 channels
 convolutions). So when XLA:CPU lowers one of zoo's convolution primitives, with its final shapes
 (after `vmap` folded batches in), `prefer_onednn` runs both kernels on random operands of those
 shapes (a warm-up and five interleaved rounds, medians) and keeps the faster: remembered for the
-process and in ``cache_dir()/onednn/choices.json`` (keyed by CPU model, jaxlib version, kernel,
-shapes and geometry), so each shape is timed once per machine. ``ZOO_ONEDNN=1`` skips the timing and
+process and in ``cache_dir()/onednn/choices.json`` (keyed by CPU model, jaxlib version, the handlers'
+source (`kernels_id`: changed kernels are timed afresh), kernel, shapes and geometry), so each shape is timed
+once per machine and kernel version. ``ZOO_ONEDNN=1`` skips the timing and
 always takes oneDNN's (the tests do, to be deterministic); ``ZOO_ONEDNN=0`` never builds them.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -56,6 +58,14 @@ def native_bfloat16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+@functools.cache
+def kernels_id() -> str:
+    """A short hash of the handlers' source (``conv.cc``): part of each stored choice's key."""
+    from ._build import SOURCE
+
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+
+
 def _file():
     return cache_dir() / "onednn" / "choices.json"
 
@@ -88,7 +98,7 @@ def prefer_onednn(target: str, shape_fn, reference, avals_in, params: dict[str, 
 
     shapes = "x".join(a.str_short() for a in avals_in)  # e.g. float32[32,28,28,64]
     geometry = ",".join(f"{k}={params[k]}" for k in sorted(params))
-    key = f"{_cpu_model()} | jaxlib {jaxlib.__version__} | {target} | {shapes} | {geometry}"
+    key = f"{_cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels_id()} | {target} | {shapes} | {geometry}"
     if key in _memo:
         return _memo[key]
     stored = _read()

@@ -8,14 +8,17 @@
 //   zoo_onednn_conv_wgrad  dw = conv_backward_weights(x, g)
 // with attributes stride_h/w, dilation_h/w (XLA's convention: 1 = none), pad_top/bottom/left/right.
 //
-// The float32 forward runs on the plain NHWC / HWIO layouts (oneDNN's brgconv kernels take them directly; in
-// bfloat16 the kernel's weights are reordered into the blocked layout AMX wants); the two gradients let oneDNN
-// choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out. The bfloat16 weight gradient
-// accumulates into float32 weights, rounded to bfloat16 on the way out (2x faster than bfloat16 ones here;
-// zoo/_onednn/__init__.py runs bfloat16 weight gradients on the float32 kernel anyway: the faster in programs).
-// Primitives are built once per shape and kept. XLA:CPU runs independent operations concurrently, so each
-// call passes its own scratchpad (oneDNN's user scratchpad mode): a shared primitive is then safe to run
-// from several threads at once.
+// The forward runs on NHWC activations (oneDNN's brgconv kernels take them directly) and weights in the layout
+// oneDNN chooses, reordered from HWIO on each call (a few hundred KB to MB; on the plain HWIO layout its float32
+// kernels ran a 3x3 convolution of 256 channels at 16x16 1.5x slower here; in bfloat16 AMX wants them blocked);
+// the two gradients let oneDNN choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out.
+// The bfloat16 weight gradient accumulates into float32 weights, rounded to bfloat16 on the way out (2x faster than
+// bfloat16 ones here; zoo/_onednn/__init__.py runs bfloat16 weight gradients on the float32 kernel anyway: the
+// faster in programs). Primitives are built once per shape and kept; each call passes its own scratchpad
+// (oneDNN's user scratchpad mode). XLA:CPU runs independent operations concurrently (a layer's input and weight
+// gradients), but each call runs on all cores (oneDNN's OpenMP team), so calls run one at a time: two teams at
+// once oversubscribe the cores (NCSN's CIFAR-10 training step 15% slower than on XLA's kernels alone, 3% with
+// the lock; cards/ncsn-bench.md, "Stop 22").
 
 #include <cstdint>
 #include <initializer_list>
@@ -92,8 +95,7 @@ PrimitiveDesc Backward(const Geometry& g, memory::data_type wei_type) {
 std::shared_ptr<const Op> Build(const Geometry& g, char kind) {
   auto op = std::make_shared<Op>();
   if (kind == 'f') {
-    const bool plain = g.type == memory::data_type::f32;
-    auto pd = g.Forward(memory::format_tag::nhwc, plain ? memory::format_tag::hwio : memory::format_tag::any);
+    auto pd = g.Forward(memory::format_tag::nhwc, memory::format_tag::any);
     op->primitive = dnnl::convolution_forward(pd);
     op->in0 = pd.src_desc(), op->in1 = pd.weights_desc(), op->out = pd.dst_desc();
     op->scratchpad = pd.scratchpad_desc();
@@ -154,6 +156,8 @@ ffi::Error Run(const Geometry& g, char kind, void* in0, void* in1, void* out) {
     const Role roles[3] = {kind == 'd' ? d_dst : src, kind == 'w' ? d_dst : wei,
                            kind == 'f' ? dst : kind == 'd' ? d_src : d_wei};
     auto op = Get(g, kind);
+    static std::mutex running;  // one call at a time (header)
+    std::lock_guard<std::mutex> one_at_a_time(running);
     dnnl::stream stream(Engine());
     memory a = Input(memory(roles[0].desc, Engine(), in0), op->in0, stream);
     memory b = Input(memory(roles[1].desc, Engine(), in1), op->in1, stream);
