@@ -32,6 +32,7 @@ from bench_gwg import interleaved_medians, official_rounds, parse_threads
 from bench_pcd import peak_rss_mib
 
 import zoo.metrics as zm
+from zoo._conv import YNNPACK_OFF
 
 
 def torchscript_network(threads: int):
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         fns["zoo network, XLA defaults"] = (zoo_default, images)
     if args.ynn_off:
-        off = {"xla_cpu_experimental_ynn_fusion_type": ""}
-        no_ynn = jax.jit(lambda inception, x: inception(x), compiler_options=off)
+        no_ynn = jax.jit(lambda inception, x: inception(x), compiler_options=dict(YNNPACK_OFF))
         jax.block_until_ready(no_ynn(net.inception, x))
 
         def zoo_no_ynn():

@@ -101,6 +101,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
 from zoo import samplers
+from zoo._conv import YNNPACK_OFF
 from zoo._onednn import available as onednn_available, conv as zoo_conv, xla_kernels
 from zoo.ncsn import NCSNConfig
 
@@ -512,7 +513,7 @@ def bench_variants(args, model) -> dict:
     if args.bf16:
         out["zoo_bf16"] = (zoo.replace_config(model, compute_dtype="bfloat16"), contextlib.nullcontext, None)
     if args.ynn_off:
-        out["zoo_ynn_off"] = (model, contextlib.nullcontext, {"xla_cpu_experimental_ynn_fusion_type": ""})
+        out["zoo_ynn_off"] = (model, contextlib.nullcontext, dict(YNNPACK_OFF))
     return out
 
 
@@ -549,7 +550,9 @@ def profile_train(train_step, train_args, batch: int, official, threads: int) ->
 
     from bench_pcd import op_kinds, op_seconds
 
-    step = functools.partial(lambda a: jax.block_until_ready(train_step(*a)), train_args)
+    def step():
+        jax.block_until_ready(train_step(*train_args))
+
     kinds = op_kinds(train_step.lower(*train_args).compile().as_text(), batch)
     step()
     folder = tempfile.mkdtemp(prefix="bench_ncsn_profile_")

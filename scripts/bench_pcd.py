@@ -502,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     import zoo
+    from zoo._conv import YNNPACK_OFF
     from zoo._onednn import available as onednn_available, xla_kernels
 
     data = zoo.data.load("binarized_mnist", "train").x.reshape(-1, 784)  # static binarized MNIST, float32 {0, 1}
@@ -573,8 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                 finish_xla()
             fns["zoo_xla_convs"] = ours(iteration_xla, finish_xla)
         if args.ynn_off:  # the same step compiled with XLA:CPU's YNNPACK fusions all off
-            off = {"xla_cpu_experimental_ynn_fusion_type": ""}
-            iteration_off, finish_off, start_off, _ = zoo_trainer(args, data, off)
+            iteration_off, finish_off, start_off, _ = zoo_trainer(args, data, dict(YNNPACK_OFF))
             start_off(model)
             iteration_off()
             finish_off()

@@ -251,6 +251,9 @@ class Conv2d(eqx.Module):
 # XLA:CPU's list of op kinds it gives to YNNPACK (DebugOptions.LibraryFusionType, xla/xla.proto); empty: none.
 _YNN_FUSION_TYPES = "xla_cpu_experimental_ynn_fusion_type"
 _YNN_REDUCTIONS = "LIBRARY_FUSION_TYPE_REDUCE"
+# The compiler options with all of YNNPACK off: `conv_compiler_options`' fallback, and the benchmarks' baseline
+# (their ``--ynn-off`` rows). Items, as `conv_compiler_options` returns them.
+YNNPACK_OFF: tuple[tuple[str, Any], ...] = ((_YNN_FUSION_TYPES, ""),)
 
 
 @functools.cache
@@ -263,7 +266,7 @@ def conv_compiler_options() -> tuple[tuple[str, Any], ...]:
     hashable for caches."""
     if jax.default_backend() != "cpu":
         return ()
-    for options in ({_YNN_FUSION_TYPES: _YNN_REDUCTIONS}, {_YNN_FUSION_TYPES: ""}):
+    for options in ({_YNN_FUSION_TYPES: _YNN_REDUCTIONS}, dict(YNNPACK_OFF)):
         try:  # an older jaxlib rejects an option (or a value) it does not know, at compile time
             jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros((), jnp.float32)).compile()
         except Exception:  # noqa: BLE001 - any rejection means: try the next, then XLA's defaults
