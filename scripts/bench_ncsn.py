@@ -96,7 +96,7 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_pcd import peak_rss_mib  # VmHWM: right in a child process too
+from _timing import Medians, interleaved_medians, parse_threads, peak_rss_mib  # peak RSS: VmHWM, right in a child
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -337,27 +337,6 @@ def print_speedup(med: dict, what: str) -> None:
     if "zoo_ynn_off" in med:
         print(f"{what}: reductions on YNNPACK vs all of YNNPACK off (zoo_ynn_off s / zoo s): "
               f"{med['zoo_ynn_off'] / med['zoo']:.2f}x")
-
-
-class Medians(dict):
-    """``{name: median seconds}``, with ``rounds = {name: [seconds of each round]}`` (for paired ratios)."""
-
-    rounds: dict
-
-
-def interleaved_medians(fns: dict, repeats: int) -> Medians:
-    """``{name: median seconds}`` of ``fns = {name: (run, setup)}``: each round runs every ``setup()`` (untimed) and
-    ``run()`` (timed) once, in turn, so that a change of machine load hits all of them alike."""
-    times: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, (fn, setup) in fns.items():
-            setup()
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = Medians({name: float(np.median(v)) for name, v in times.items()})
-    med.rounds = times
-    return med
 
 
 def official_step_lr(cfg, official) -> float:
@@ -768,10 +747,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    try:
-        threads = [int(t) for t in args.torch_threads.split(",")]
-    except ValueError:
-        raise SystemExit(f"--torch-threads wants a comma-separated list like 2,1, got {args.torch_threads!r}") from None
+    threads = parse_threads(args.torch_threads)
     if args.devices > 1:
         jax.config.update("jax_num_cpu_devices", args.devices)  # before the CPU backend starts
     if args.preset:

@@ -51,7 +51,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,46 +60,13 @@ import warnings
 
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
+from _timing import interleaved_medians, jax_cores, parse_threads, peak_rss_mib  # no JAX either
 
 
 # The paper's command (GWG_release README) and pcd_ebm_ema.py's defaults for what it does not set.
 PAPER = {"lr": 1e-4, "warmup_iters": 10000, "buffer_size": 10000, "ema": 0.999, "reinit_freq": 0.0, "l2": 0.0,
          "weight_decay": 0.0, "num_blocks": 6, "image_size": 28}
 _TAG = "BENCH_PCD "  # prefix of the worker's replies on its stdout (anything else there is passed through)
-
-
-def jax_cores() -> int:
-    """The cores this process may run on: the size of XLA:CPU's thread pool."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB: Linux's ``VmHWM`` (the high-water mark of this program's
-    memory, which starts afresh at ``exec``), else ``ru_maxrss``. Not ``ru_maxrss`` on Linux: it survives
-    ``fork`` + ``exec``, so a child process started by a large parent reports the parent's size."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
-
-
-def parse_threads(text: str | None) -> list[int]:
-    if text is None:
-        return [jax_cores()]
-    try:
-        threads = [int(t) for t in text.split(",")]
-    except ValueError:
-        threads = []
-    if not threads or min(threads) < 1:
-        raise SystemExit(f"--torch-threads wants a comma-separated list of positive integers, e.g. 2,1; got {text!r}")
-    return threads
 
 
 # ---------------------------------------------------------------------------------------------- the official side
@@ -456,16 +422,6 @@ def breakdown(iteration, finish, steps: int, batch: int, folder: str) -> dict:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def interleaved(fns: dict, rounds: int) -> dict:
-    """``{name: median seconds}`` of ``fns = {name: run}`` where ``run()`` returns its own seconds; each round runs
-    every ``run()`` once, in turn, so that a change of machine load hits all of them alike."""
-    times: dict = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, run in fns.items():
-            times[name].append(run())
-    return {name: float(np.median(v)) for name, v in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--channels", type=int, default=64, help="ResNet EBM width (the paper: resnet-64)")
@@ -590,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
 
             fns.update({f"official_{t}t": theirs(t) for t in threads})
         print(f"timing: {args.rounds} interleaved rounds of {args.iters} iterations per side, medians", flush=True)
-        med = {name: s / args.iters for name, s in interleaved(fns, args.rounds).items()}
+        med = {name: s / args.iters for name, s in interleaved_medians(fns, args.rounds, self_timed=True).items()}
         results["zoo_s_per_iter"] = med.pop("zoo")
         results["zoo_peak_rss_mib"] = peak_rss_mib()
         print(f"zoo:      {results['zoo_s_per_iter']:.3f} s/iteration "

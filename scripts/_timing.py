@@ -1,0 +1,80 @@
+"""Timing helpers shared by the benchmark scripts: interleaved rounds with medians (and the per-round times, for
+paired ratios), the ``--torch-threads`` list and this process's peak memory. No JAX and no torch here:
+`bench_pcd.py`'s official worker process imports this and must never start JAX."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+class Medians(dict):
+    """``{name: median seconds}``, with ``rounds = {name: [seconds of each round]}`` (for paired ratios)."""
+
+    rounds: dict
+
+    def per_second(self, counts: dict | float) -> dict:
+        """``{name: median of counts[name] / seconds over the rounds}`` (steps/s, images/s, ...), each round's rate
+        taken before the median; `counts` may be one number for every name."""
+        if not isinstance(counts, dict):
+            counts = dict.fromkeys(self.rounds, counts)
+        return {name: float(np.median([counts[name] / s for s in v])) for name, v in self.rounds.items()}
+
+
+def interleaved_medians(fns: dict, rounds: int, *, self_timed: bool = False) -> Medians:
+    """The medians of `rounds` rounds of ``fns = {name: run}`` or ``{name: (run, setup)}``: each round runs every
+    ``setup()`` (untimed) and ``run()`` (timed by the wall clock) once, in turn, so that a change of machine load hits
+    all of them alike. With `self_timed`, each ``run()`` returns the seconds it measured itself (in another process,
+    say) and those are taken instead."""
+    times: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, entry in fns.items():
+            run, *setup = entry if isinstance(entry, tuple) else (entry,)
+            for f in setup:
+                f()
+            t = time.perf_counter()
+            sec = run()
+            times[name].append(sec if self_timed else time.perf_counter() - t)
+    med = Medians({name: float(np.median(v)) for name, v in times.items()})
+    med.rounds = times
+    return med
+
+
+def jax_cores() -> int:
+    """The cores this process may run on: the size of XLA:CPU's thread pool."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_threads(text: str | None) -> list[int]:
+    """``"2,1"`` -> ``[2, 1]``: the torch thread counts to time the official code with; None -> JAX's core
+    count (`jax_cores`)."""
+    if text is None:
+        return [jax_cores()]
+    try:
+        threads = [int(t) for t in text.split(",")]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        raise SystemExit(f"--torch-threads wants a comma-separated list of positive integers, e.g. 2,1; got {text!r}")
+    return threads
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: Linux's ``VmHWM`` (the high-water mark of this program's
+    memory, which starts afresh at ``exec``), else ``ru_maxrss``. Not ``ru_maxrss`` on Linux: it survives
+    ``fork`` + ``exec``, so a child process started by a large parent reports the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
