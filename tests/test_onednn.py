@@ -164,7 +164,7 @@ def test_other_dtypes_use_xla(getkey):
 def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     """Without ZOO_ONEDNN=1, lowering a convolution times oneDNN's kernel against XLA's for its final shapes,
     stores both in the cache's choices.json and compiles the faster; a stored choice is used as it is, one stored
-    for other kernels (another ``conv.cc``) is not."""
+    for other kernels (another ``conv.cc``) or timed on other threads is not."""
     import json
 
     import jaxlib
@@ -178,15 +178,18 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     choices = cache_dir() / "onednn" / "choices.json"
     # a stored choice (XLA's kernel for this shape) is taken without timing
     x, w = _operands(getkey(), (2, 7, 7, 3), (3, 3, 3, 4))
-    def key(shapes, kernels=_choice.kernels_id()):
-        return (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels} | zoo_onednn_conv_fwd | "
-                f"{shapes} | dilation=(1, 1),padding={pad},stride=(1, 1)")
+    def key(shapes, kernels=_choice.kernels_id(), threads=_choice.threads()):
+        return (f"{_choice._cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels} | threads {threads} | "
+                f"zoo_onednn_conv_fwd | {shapes} | dilation=(1, 1),padding={pad},stride=(1, 1)")
 
     old = key("float32[4,9,9,6]xfloat32[3,3,6,5]", kernels="0" * 12)  # timed with other kernels: not used
+    other = "omp 1, xla 1" if _choice.threads() != "omp 1, xla 1" else "omp 2, xla 2"
+    single = key("float32[4,9,9,6]xfloat32[3,3,6,5]", threads=other)  # timed on other threads: not used
     choices.parent.mkdir(parents=True)
+    stale = {"onednn": True, "onednn_ms": 1.0, "xla_ms": 2.0}
     choices.write_text(json.dumps({key("float32[2,7,7,3]xfloat32[3,3,3,4]"): {"onednn": False, "onednn_ms": 1.0,
                                                                               "xla_ms": 2.0},
-                                   old: {"onednn": True, "onednn_ms": 1.0, "xla_ms": 2.0}}))
+                                   old: stale, single: stale}))
     hlo = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad)).lower(x, w).as_text()
     assert "zoo_onednn" not in hlo and "convolution" in hlo
     # a new shape is timed, stored beside it, and compiled with the faster kernel; the numbers agree either way
@@ -194,8 +197,8 @@ def test_each_shape_runs_the_kernel_timed_faster_here(getkey, monkeypatch):
     f = jax.jit(lambda x, w: _onednn.conv(x, w, padding=pad))
     hlo = f.lower(x, w).as_text()
     stored = json.loads(choices.read_text())
-    assert stored[key("float32[2,7,7,3]xfloat32[3,3,3,4]")]["onednn"] is False and len(stored) == 3
-    assert stored[old] == {"onednn": True, "onednn_ms": 1.0, "xla_ms": 2.0}
+    assert stored[key("float32[2,7,7,3]xfloat32[3,3,3,4]")]["onednn"] is False and len(stored) == 4
+    assert stored[old] == stored[single] == stale
     new = stored[key("float32[4,9,9,6]xfloat32[3,3,6,5]")]
     assert new["onednn_ms"] > 0 and new["xla_ms"] > 0 and new["onednn"] == (new["onednn_ms"] < new["xla_ms"])
     assert ("zoo_onednn_conv_fwd" in hlo) == new["onednn"] and ("convolution" in hlo) != new["onednn"]

@@ -7,8 +7,12 @@ convolutions). So when XLA:CPU lowers one of zoo's convolution primitives, with 
 (after `vmap` folded batches in), `prefer_onednn` runs both kernels on random operands of those
 shapes (a warm-up and five interleaved rounds, medians) and keeps the faster: remembered for the
 process and in ``cache_dir()/onednn/choices.json`` (keyed by CPU model, jaxlib version, the handlers'
-source (`kernels_id`: changed kernels are timed afresh), kernel, shapes and geometry), so each shape is timed
-once per machine and kernel version. ``ZOO_ONEDNN=1`` skips the timing and
+source (`kernels_id`: changed kernels are timed afresh), the threads both libraries run on (`threads`: a
+single-threaded process, e.g. a profile, times its own choices), kernel, shapes and geometry), so each shape is
+timed once per machine, thread setting and kernel version. Choices are only as good as the state of the machine
+they were timed in: on the 2-core test machine, choices timed while other jobs ran made the NCSN MNIST training
+step 9% slower than choices timed on a quiet machine (mostly XLA's kernels instead of oneDNN's); delete
+``choices.json`` to time them again. ``ZOO_ONEDNN=1`` skips the timing and
 always takes oneDNN's (the tests do, to be deterministic); ``ZOO_ONEDNN=0`` never builds them.
 """
 
@@ -18,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -66,6 +71,19 @@ def kernels_id() -> str:
     return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
 
 
+def threads() -> str:
+    """The threads the two kernels run on here, as they go into a stored choice's key: OpenMP's (oneDNN's;
+    ``OMP_NUM_THREADS``, else the CPUs this process may run on) and XLA:CPU's (``XLA_FLAGS``
+    ``intra_op_parallelism_threads``, or 1 with ``--xla_cpu_multi_thread_eigen=false``, else those CPUs)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    flags = os.environ.get("XLA_FLAGS", "")
+    xla = re.search(r"intra_op_parallelism_threads=(\d+)", flags)
+    single = re.search(r"xla_cpu_multi_thread_eigen=(false|0)\b", flags, re.IGNORECASE)
+    return (f"omp {int(omp) if omp.isdigit() and int(omp) > 0 else cores}, "
+            f"xla {1 if single else int(xla.group(1)) if xla else cores}")
+
+
 def _file():
     return cache_dir() / "onednn" / "choices.json"
 
@@ -98,7 +116,8 @@ def prefer_onednn(target: str, shape_fn, reference, avals_in, params: dict[str, 
 
     shapes = "x".join(a.str_short() for a in avals_in)  # e.g. float32[32,28,28,64]
     geometry = ",".join(f"{k}={params[k]}" for k in sorted(params))
-    key = f"{_cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels_id()} | {target} | {shapes} | {geometry}"
+    key = (f"{_cpu_model()} | jaxlib {jaxlib.__version__} | conv.cc {kernels_id()} | threads {threads()} | {target} | "
+           f"{shapes} | {geometry}")
     if key in _memo:
         return _memo[key]
     stored = _read()
