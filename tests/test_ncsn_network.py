@@ -95,6 +95,32 @@ def test_pooling_and_resize():
     np.testing.assert_allclose(np.asarray(r[1, 2]), np.asarray(y[:, 1].mean(0)), rtol=1e-5)
 
 
+def test_avg_pool5_forms_agree():
+    """The pool's two forms (slices beside oneDNN's convolutions, reduce_window beside XLA's) give the same
+    values and gradients, and the reduce_window form is the one traced inside `zoo._onednn.xla_kernels`."""
+    from zoo import _onednn
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(7, 9, 3)), jnp.float32)
+    ct = jnp.asarray(np.random.default_rng(2).normal(size=(7, 9, 3)), jnp.float32)
+
+    def both(f):
+        with _onednn.xla_kernels():
+            xla = jax.value_and_grad(lambda v: jnp.sum(f(v) * ct))(x)
+            jaxpr = str(jax.make_jaxpr(f)(x))
+        return xla, jaxpr
+
+    (v_xla, g_xla), jaxpr = both(avg_pool5)
+    assert "reduce_window" in jaxpr
+    # the slices' form, written out: 25 shifted slices of the zero-padded image
+    p = jnp.pad(x, ((2, 2), (2, 2), (0, 0)))
+    want = sum(p[i : i + 7, j : j + 9] for i in range(5) for j in range(5)) / 25.0
+    np.testing.assert_allclose(np.asarray(avg_pool5(x)), np.asarray(want), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.vmap(avg_pool5)(x[None]))[0], np.asarray(want), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(v_xla), float(jnp.sum(want * ct)), rtol=1e-5)
+    g = jax.grad(lambda v: jnp.sum(avg_pool5(v) * ct))(x)
+    np.testing.assert_allclose(np.asarray(g_xla), np.asarray(g), rtol=1e-5, atol=1e-6)
+
+
 def test_paper_sizes():
     # Parameter counts of the official models (notes: CIFAR-10 30.1 M, MNIST 7.6 M), without allocating.
     for cfg, want in [(NCSNConfig(ngf=64), 7.6e6), (NCSNConfig(image_size=32, channels=3, ngf=128), 30.1e6)]:

@@ -89,10 +89,19 @@ def mean_pool2(x: Float[Array, "h w c"]) -> Float[Array, "h2 w2 c"]:
 
 
 def avg_pool5(x: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
-    """AvgPool2d(5, stride=1, padding=2, count_include_pad=True).
+    """AvgPool2d(5, stride=1, padding=2, count_include_pad=True), in the form that is the faster beside the
+    convolutions' kernels (the same numbers up to float rounding either way):
 
-    As separable sums of shifted slices of the zero-padded image: the same numbers as a
-    `reduce_window`, with a backward pass ~4x cheaper on CPU."""
+    - where the convolutions run on zoo's oneDNN handlers (`zoo._onednn.available`), as separable sums of
+      shifted slices of the zero-padded image: a backward pass ~4x cheaper on CPU than `reduce_window`'s;
+    - elsewhere as a `reduce_window`: on XLA:CPU's convolutions the slices' sums get fused into the
+      transposed copies that XLA's weight-gradient convolutions read (25 strided reads per element: ~0.2 s
+      for each of two copies in the NCSN MNIST training step on one thread), so there the reduce_window
+      makes the whole step 1.11x faster; with oneDNN's kernels it is 0.96x (one thread, paired A/B;
+      cards/ncsn-bench.md, "Stop 23").
+    """
+    if not _onednn.available():
+        return jax.lax.reduce_window(x, 0.0, jax.lax.add, (5, 5, 1), (1, 1, 1), ((2, 2), (2, 2), (0, 0))) / 25.0
     p = jnp.pad(x, ((2, 2), (2, 2), (0, 0)))
     h = p[0:-4] + p[1:-3] + p[2:-2] + p[3:-1] + p[4:]
     return (h[:, 0:-4] + h[:, 1:-3] + h[:, 2:-2] + h[:, 3:-1] + h[:, 4:]) / 25.0
