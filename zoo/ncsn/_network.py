@@ -94,7 +94,7 @@ def avg_pool5(x: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
 
     - where the convolutions run on zoo's oneDNN handlers (`zoo._onednn.available`), as separable sums of
       shifted slices of the zero-padded image: a backward pass ~4x cheaper on CPU than `reduce_window`'s;
-    - elsewhere as a `reduce_window`: on XLA:CPU's convolutions the slices' sums get fused into the
+    - elsewhere (GPUs included, not timed there) as a `reduce_window`: on XLA:CPU's convolutions the slices' sums get fused into the
       transposed copies that XLA's weight-gradient convolutions read (25 strided reads per element: ~0.2 s
       for each of two copies in the NCSN MNIST training step on one thread), so there the reduce_window
       makes the whole step 1.11x faster; with oneDNN's kernels it is 0.96x (one thread, paired A/B;
