@@ -94,11 +94,11 @@ def avg_pool5(x: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
 
     - where the convolutions run on zoo's oneDNN handlers (`zoo._onednn.available`), as separable sums of
       shifted slices of the zero-padded image: a backward pass ~4x cheaper on CPU than `reduce_window`'s;
-    - elsewhere (GPUs included, not timed there) as a `reduce_window`: on XLA:CPU's convolutions the slices' sums get fused into the
-      transposed copies that XLA's weight-gradient convolutions read (25 strided reads per element: ~0.2 s
-      for each of two copies in the NCSN MNIST training step on one thread), so there the reduce_window
-      makes the whole step 1.11x faster; with oneDNN's kernels it is 0.96x (one thread, paired A/B;
-      cards/ncsn-bench.md, "Stop 23").
+    - elsewhere (GPUs included, not timed there) as a `reduce_window`: beside XLA:CPU's convolutions the
+      slices' sums get fused into the transposed copies that XLA's weight-gradient convolutions read (25
+      strided reads per element: ~0.2 s for each of two copies in the NCSN MNIST training step on one
+      thread), so there the reduce_window makes the whole step 1.11x faster; with oneDNN's kernels it is
+      0.96x (one thread, paired A/B; cards/ncsn-bench.md, "Stop 23").
     """
     if not _onednn.available():
         return jax.lax.reduce_window(x, 0.0, jax.lax.add, (5, 5, 1), (1, 1, 1), ((2, 2), (2, 2), (0, 0))) / 25.0
