@@ -55,7 +55,7 @@ def test_resume_matches_uninterrupted_run(data, tmp_path):
 def test_resume_refuses_changed_settings(data, tmp_path):
     model = CONFIG.build(key=jax.random.key(0))
     zoo.train(model, data, TRAIN.replace(steps=5), key=jax.random.key(1), workdir=tmp_path)
-    with pytest.raises(zoo.ConfigError, match="learning_rate"):
+    with pytest.raises(zoo.ConfigError, match="learning_rate: the run has 0.01, this call 0.5"):
         zoo.train(model, data, TRAIN.replace(learning_rate=0.5), key=jax.random.key(1), workdir=tmp_path)
 
 

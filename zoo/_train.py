@@ -382,10 +382,10 @@ def _check_resume(saved: dict[str, Any], current: dict[str, Any], workdir: Path)
     a.pop("steps", None), b.pop("steps", None)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if changed or saved.get("num_examples") != current["num_examples"]:
-        what = changed or ["the training data"]
+        what = [f"{k}: the run has {a.get(k)!r}, this call {b.get(k)!r}" for k in changed] or ["the training data"]
         raise ConfigError(
-            f"{workdir} holds a run with different settings ({', '.join(what)}); resume with the same "
-            "settings (only `steps` may grow) or use a fresh workdir"
+            f"{workdir} holds a run with different settings ({'; '.join(what)}); resume with the run's settings "
+            "(only `steps` may grow; `zoo train` takes them as flags, e.g. --checkpoint-every) or use a fresh workdir"
         )
 
 
