@@ -103,14 +103,9 @@ def test_avg_pool5_forms_agree():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(7, 9, 3)), jnp.float32)
     ct = jnp.asarray(np.random.default_rng(2).normal(size=(7, 9, 3)), jnp.float32)
 
-    def both(f):
-        with _onednn.xla_kernels():
-            xla = jax.value_and_grad(lambda v: jnp.sum(f(v) * ct))(x)
-            jaxpr = str(jax.make_jaxpr(f)(x))
-        return xla, jaxpr
-
-    (v_xla, g_xla), jaxpr = both(avg_pool5)
-    assert "reduce_window" in jaxpr
+    with _onednn.xla_kernels():
+        v_xla, g_xla = jax.value_and_grad(lambda v: jnp.sum(avg_pool5(v) * ct))(x)
+        assert "reduce_window" in str(jax.make_jaxpr(avg_pool5)(x))
     # the slices' form, written out: 25 shifted slices of the zero-padded image
     p = jnp.pad(x, ((2, 2), (2, 2), (0, 0)))
     want = sum(p[i : i + 7, j : j + 9] for i in range(5) for j in range(5)) / 25.0
