@@ -78,3 +78,13 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+
+
+def allocator_note(zoo_settings: bool) -> str:
+    """A benchmark header's line on the C allocator: glibc with zoo's settings (`zoo_settings`:
+    ``zoo._malloc.applied()``, opt-in with ``ZOO_MALLOC=1``), else the C library's defaults. They hold for every
+    library in the process: for the official code timed beside zoo in it too."""
+    if zoo_settings:
+        return ("allocator: glibc with zoo's settings (ZOO_MALLOC=1, zoo/_malloc.py: one arena, large blocks from the "
+                "heap and reused), for every library in this process, the official code's included")
+    return "allocator: the C library's defaults (zoo/_malloc.py's settings are opt-in: ZOO_MALLOC=1)"

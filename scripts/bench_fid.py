@@ -28,11 +28,12 @@ import zipfile
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import interleaved_medians, parse_threads, peak_rss_mib
+from _timing import allocator_note, interleaved_medians, parse_threads, peak_rss_mib
 from bench_gwg import official_rounds
 
 import zoo.metrics as zm
 from zoo._conv import YNNPACK_OFF
+from zoo._malloc import applied as zoo_malloc_applied
 
 
 def torchscript_network(threads: int):
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = parse_threads(args.torch_threads)
     print(f"{os.cpu_count()} CPU cores; JAX {jax.__version__} on {jax.devices()}; load average {os.getloadavg()}",
           flush=True)
+    print(allocator_note(zoo_malloc_applied()), flush=True)
 
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (args.batch, args.source_size, args.source_size, 3), dtype=np.uint8)

@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
-from _timing import interleaved_medians, parse_threads
+from _timing import allocator_note, interleaved_medians, parse_threads
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RBM {d}x{model.config.hidden} from {args.model}; {args.chains} chains; devices: {jax.devices()}; "
           f"{os.cpu_count()} CPU cores; JAX {jax.__version__}; load average (1, 5, 15 min) {os.getloadavg()}",
           flush=True)
+    print(allocator_note(zoo._malloc.applied()), flush=True)
     official_steps, official_note = {}, None
     if args.official:
         mods, why = import_official_gwg(args.official, threads[0])

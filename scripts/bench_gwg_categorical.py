@@ -29,10 +29,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import interleaved_medians, parse_threads
+from _timing import allocator_note, interleaved_medians, parse_threads
 from bench_gwg import import_official_gwg, official_rounds
 
 from zoo import samplers
+from zoo._malloc import applied as zoo_malloc_applied
 from zoo.ebm import lattice_potts
 
 
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.size}x{args.size} lattice Potts, sigma {args.sigma}, {args.chains} chains; "
           f"{jax.devices()[0].platform}, {os.cpu_count()} CPU cores, JAX {jax.__version__}; "
           f"load average (1, 5, 15 min) {os.getloadavg()}", flush=True)
+    print(allocator_note(zoo_malloc_applied()), flush=True)
 
     mods, note = None, "official timing skipped: no --official PATH given"
     if args.official:

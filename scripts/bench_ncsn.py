@@ -96,7 +96,7 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _timing import Medians, interleaved_medians, parse_threads, peak_rss_mib  # peak RSS: VmHWM, right in a child
+from _timing import Medians, allocator_note, interleaved_medians, parse_threads, peak_rss_mib  # VmHWM: right in a child
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -305,12 +305,13 @@ def official_ncsn(path: str, cfg: NCSNConfig, dataset: str, threads: int):
         f"AnnealRunner.get_optimizer (Adam); sampler: AnnealRunner.anneal_Langevin_dynamics; {how}"), None
 
 
-def _thread_fns(torch, fn, threads) -> dict:
-    """``{"official_<t>t": (fn, set t threads)}`` for each torch thread count, each warmed up once."""
+def _thread_fns(torch, fn, threads, warmup: int = 1) -> dict:
+    """``{"official_<t>t": (fn, set t threads)}`` for each torch thread count, each warmed up `warmup` times."""
     fns = {}
     for t in threads:
         torch.set_num_threads(t)
-        fn()  # warm-up at this thread count
+        for _ in range(warmup):  # warm-up at this thread count
+            fn()
         fns[f"official_{t}t"] = (fn, functools.partial(torch.set_num_threads, t))
     return fns
 
@@ -499,18 +500,20 @@ def bench_variants(args, model) -> dict:
 def train_bench(args, train_step, train_args, batch: int, official, threads, variant_steps: dict) -> dict:
     """One training step (loss, gradients, Adam) of ours (and `variant_steps`, name -> (another of zoo's train
     steps, its arguments): `bench_variants`) and (if `official`, measured on each torch thread count) the official
-    code's on the same batch, interleaved rounds, medians. Returns ``{name: s/step}``."""
-    jax.block_until_ready(train_step(*train_args))  # compile + warm-up
+    code's on the same batch, interleaved rounds, medians, after `args.warmup` untimed steps of each (the first
+    steps of both sides are slower: allocator and caches settle). Returns ``{name: s/step}``."""
     fns = {"zoo": (lambda: jax.block_until_ready(train_step(*train_args)), lambda: None)}
     for name, (fn, fn_args) in variant_steps.items():
-        jax.block_until_ready(fn(*fn_args))  # compile + warm-up
         fns[name] = (lambda fn=fn, a=fn_args: jax.block_until_ready(fn(*a)), lambda: None)
+    for run, _ in fns.values():
+        for _ in range(args.warmup):  # compile + warm-up
+            run()
     if official is not None:
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
-        fns.update(_thread_fns(official.torch, step, threads))
-    print(f"train: batch {batch}, {args.repeats} interleaved rounds, medians; load average {os.getloadavg()}",
-          flush=True)
+        fns.update(_thread_fns(official.torch, step, threads, warmup=args.warmup))
+    print(f"train: batch {batch}, {args.warmup} untimed steps of each, then {args.repeats} interleaved rounds, "
+          f"medians; load average {os.getloadavg()}", flush=True)
     return interleaved_medians(fns, args.repeats)
 
 
@@ -724,6 +727,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-batch", type=int, default=16)
     p.add_argument("--langevin-steps", type=int, default=5, help="Langevin steps per timed scan")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps of each side before the rounds "
+                   "(both sides' first steps are slower: glibc's allocator adapts its thresholds over them)")
     p.add_argument("--devices", type=int, default=1, help="also time data-parallel over N CPU devices")
     p.add_argument("--preset", default=None, help="an NCSN preset (e.g. ncsnv2/cifar10): its network and sampler "
                    "settings replace --dataset / --ngf / --variant")
@@ -800,6 +805,7 @@ def main(argv: list[str] | None = None) -> None:
     print(official_note, flush=True)
 
     print(f"load average (1, 5, 15 min): {os.getloadavg()}; timings are only comparable on a quiet machine")
+    print(allocator_note(zoo._malloc.applied()))
     peak = matmul_peak()
     print(f"matmul peak (2048^2 f32, best of 5): {peak / 1e9:.1f} GFLOP/s")
     print(f"numpy (BLAS) f32 matmul 2048^2: {numpy_matmul_peak() / 1e9:.1f} GFLOP/s; the reference notes measured a "

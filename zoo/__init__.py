@@ -5,7 +5,7 @@ model = zoo.load("ncsn-mnist")              # or "hf://org/repo@rev", or a folde
 images = zoo.sample(model, 16, key=jax.random.key(0))
 """
 
-from . import nn as nn, samplers as samplers, stein as stein
+from . import _malloc as _malloc, nn as nn, samplers as samplers, stein as stein  # _malloc first: zoo/_malloc.py
 from ._batch_map import batch_map as batch_map
 from ._card import build_card as build_card
 from ._checkpoint import (
