@@ -64,6 +64,17 @@ Each ratio official / zoo is printed from the medians and, round by round, from 
 (paired: both met the same state of the machine, whose speed drifts 20-30% between runs here), with their median
 and range.
 
+Each round's timed call of a side follows an untimed call of its own (``--primed``, the default;
+``--no-primed`` times single calls): training and sampling run steps back to back, while interleaving leaves each
+side's memory idle during the other's step. On the test machine (a KVM guest with free page reporting) memory that
+stays freed for a while is handed back to the host, and faulting it in again costs several times more: XLA:CPU
+frees its per-step scratch (1 GiB for the MNIST training step, zoo/_malloc.py) where PyTorch keeps its memory, so
+single interleaved calls charge zoo's steps up to 3 s of system time that back-to-back steps do not pay.
+
+With ``--processes`` the training and Langevin steps are timed again with each side in a process of its own
+(this script with ``--worker zoo`` / ``--worker official``, driven by command so that the rounds still interleave):
+zoo's process never imports torch, the official one never runs JAX and keeps the C library's allocator settings.
+
 With ``--memory`` the peak resident set size (Linux's ``VmHWM``) of each side's training step and
 Langevin round is measured too, each in a fresh process of its own that builds only that side
 and runs only that phase (a warm-up and two more calls): framework, weights, compilation and
@@ -316,6 +327,26 @@ def _thread_fns(torch, fn, threads, warmup: int = 1) -> dict:
     return fns
 
 
+def _primed(fns: dict, primed: bool) -> dict:
+    """`fns` (``{name: (run, setup)}``) for `interleaved_medians`: as they are, or with `primed` each made to time
+    itself after one untimed call of its own (``self_timed=True``): training and sampling run steps back to back,
+    while interleaved rounds leave each side's memory idle during the other's step (module doc)."""
+    if not primed:
+        return fns
+
+    def once(run, setup):
+        def timed():
+            setup()
+            run()
+            start = time.perf_counter()
+            run()
+            return time.perf_counter() - start
+
+        return timed
+
+    return {name: once(run, setup) for name, (run, setup) in fns.items()}
+
+
 def print_speedup(med: dict, what: str) -> None:
     """The ratio official s / zoo s for each measured official timing in `med` (nothing if none)."""
     official_times = {name: t for name, t in med.items() if name.startswith("official")}
@@ -439,6 +470,138 @@ def memory_table(argv: list[str], with_official: bool, train: bool) -> None:
                   "MiB)")
 
 
+_WORKER_TAG = "BENCH_NCSN_WORKER "
+PRIMED = " (each timed call right after an untimed one of the same side: --primed)"
+
+
+def worker(args, cfg, batch: int) -> None:
+    """``--worker SIDE``: build that side's training step and Langevin round (random init), then time one on each
+    command (``train T`` / ``langevin T``, T torch threads: the official side's) until ``quit``, after
+    ``--warmup`` untimed calls the first time, replying with `_WORKER_TAG`-prefixed JSON lines (seconds)."""
+
+    def reply(obj):
+        sys.stdout.write(_WORKER_TAG + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    size, ch, nb, ns = cfg.image_size, cfg.channels, args.sample_batch, args.langevin_steps
+    threads = parse_threads(args.torch_threads)
+    if args.worker == "official":
+        if args.variant == "v1":
+            official, why = official_ncsn(args.official, cfg, args.dataset, threads[0])
+        else:
+            official, why = official_ncsnv2(args.official, args.preset, threads[0])
+        if official is None:
+            reply({"error": why})
+            return
+        shutil.rmtree(os.path.dirname(official.pth), ignore_errors=True)
+        torch = official.torch
+        xt = torch.rand(nb, ch, size, size, generator=torch.Generator().manual_seed(3))
+        lr0 = official_step_lr(cfg, official)
+        phases = {"langevin": functools.partial(official.langevin, xt, ns, lr0)}
+        if official.train is not None:
+            x = torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1))
+            phases["train"] = official.train(x)
+        set_threads = torch.set_num_threads
+    else:
+        model = cfg.build(key=jax.random.key(0))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        train_step, opt_state = make_train_step(model, static)
+        x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
+        langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
+        phases = {"train": lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2))),
+                  "langevin": lambda: jax.block_until_ready(langevin(params, x0, key))}
+        set_threads = lambda t: None  # noqa: E731 - JAX's threads are the process's cores
+    reply({"phases": sorted(phases), "zoo_malloc": zoo._malloc.applied()})
+    warm = set()
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        phase, t = cmd[0], int(cmd[1])
+        set_threads(t)
+        if (phase, t) not in warm:
+            for _ in range(args.warmup):
+                phases[phase]()
+            warm.add((phase, t))
+        if args.primed:
+            phases[phase]()
+        start = time.perf_counter()
+        phases[phase]()
+        reply({"seconds": time.perf_counter() - start})
+    reply({"peak_rss_mib": peak_rss_mib()})
+
+
+class Worker:
+    """A `worker` process of this script, driven by command."""
+
+    def __init__(self, argv: list[str], side: str):
+        env = dict(os.environ)
+        if side == "official":
+            env.pop("ZOO_MALLOC", None)  # the official code as its users run it: the C library's allocator
+        cmd = [sys.executable, "-u", os.path.abspath(__file__), *argv, "--worker", side]
+        self.side = side
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     env=env)
+        self.ready = self.read()
+
+    def read(self) -> dict:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(_WORKER_TAG):
+                return json.loads(line[len(_WORKER_TAG):])
+        return {"error": f"the {self.side} worker exited with status {self.proc.wait()}"}
+
+    def ask(self, command: str) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        got = self.read()
+        if "seconds" not in got:
+            raise SystemExit(f"{self.side} worker: {got}")
+        return got["seconds"]
+
+    def close(self) -> dict:
+        out = {}
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            out = self.read()
+        self.proc.wait()
+        return out
+
+
+def separate_processes(args, argv: list[str], batch: int, with_official: bool, train: bool) -> None:
+    """`--processes`: the training step and the Langevin round timed with each side in its own `worker` process,
+    interleaved rounds (each side timing itself), medians, paired ratios, and each worker's peak RSS."""
+    argv = [a for a in argv if a not in ("--processes", "--memory", "--profile")]
+    threads = parse_threads(args.torch_threads)
+    workers = {"zoo": Worker(argv, "zoo")}
+    if with_official:
+        workers["official"] = Worker(argv, "official")
+    for side, w in workers.items():
+        if "error" in w.ready:
+            raise SystemExit(f"--processes: the {side} worker failed: {w.ready['error']}")
+    print(f"each side in its own process (zoo's {allocator_note(workers['zoo'].ready['zoo_malloc'])}; the official's: "
+          "the C library's defaults); rounds interleaved by command, each timing itself, "
+          f"{args.warmup} untimed calls of each first{PRIMED if args.primed else ''}", flush=True)
+    for phase in ("train", "langevin") if train else ("langevin",):
+        fns = {"zoo": functools.partial(workers["zoo"].ask, f"{phase} 0")}
+        if "official" in workers and phase in workers["official"].ready["phases"]:
+            for t in threads:
+                fns[f"official_{t}t"] = functools.partial(workers["official"].ask, f"{phase} {t}")
+        per = 1 if phase == "train" else args.langevin_steps
+        raw = interleaved_medians(fns, args.repeats, self_timed=True)
+        med = Medians({name: v / per for name, v in raw.items()})
+        med.rounds = raw.rounds
+        what = "train step" if phase == "train" else "Langevin step"
+        for name, v in med.items():
+            print(f"{what}, {name}, own process: {v:.3f} s")
+        print_speedup(med, f"{what} (each side in its own process)")
+    for side, w in workers.items():
+        got = w.close()
+        print(f"{side} worker: peak RSS {got.get('peak_rss_mib', float('nan')):.0f} MiB")
+
+
 def langevin_bench(args, cfg, model, params, static, peak: float, official, threads, variants: dict):
     """One annealed-Langevin step at the config's settings (the model's default sampler: NCSN v1's T, step_lr 2e-5;
     NCSNv2's n_steps_each, step_lr, denoising step): ours and (if `official`) the official code's, interleaved rounds
@@ -463,8 +626,9 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
         lr0 = official_step_lr(cfg, official)
         fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
-          f"{args.repeats} interleaved rounds, medians; load average {os.getloadavg()}", flush=True)
-    raw = interleaved_medians(fns, args.repeats)
+          f"{args.repeats} interleaved rounds{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}",
+          flush=True)
+    raw = interleaved_medians(_primed(fns, args.primed), args.repeats, self_timed=args.primed)
     med = Medians({name: t / ns for name, t in raw.items()})
     med.rounds = raw.rounds  # per-round seconds of `ns` steps: their ratios are the per-step ones
     # XLA's cost analysis counts a loop body once, so count one batched score evaluation instead.
@@ -512,9 +676,9 @@ def train_bench(args, train_step, train_args, batch: int, official, threads, var
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
         fns.update(_thread_fns(official.torch, step, threads, warmup=args.warmup))
-    print(f"train: batch {batch}, {args.warmup} untimed steps of each, then {args.repeats} interleaved rounds, "
-          f"medians; load average {os.getloadavg()}", flush=True)
-    return interleaved_medians(fns, args.repeats)
+    print(f"train: batch {batch}, {args.warmup} untimed steps of each, then {args.repeats} interleaved rounds"
+          f"{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}", flush=True)
+    return interleaved_medians(_primed(fns, args.primed), args.repeats, self_timed=args.primed)
 
 
 _PROFILE_ROWS = ("convolutions and matmuls, forward", "convolutions, backward (input and weight gradients)",
@@ -749,7 +913,12 @@ def main(argv: list[str] | None = None) -> None:
                    "all off (zoo's options keep them for reductions), interleaved in the same rounds (row zoo_ynn_off)")
     p.add_argument("--profile", action="store_true", help="also profile one training step on each side (jax.profiler, "
                    "torch.profiler) and print its time by kind of op: convolutions forward, backward, the rest")
+    p.add_argument("--primed", action=argparse.BooleanOptionalAction, default=True,
+                   help="time each round's call of a side right after an untimed one of its own (default; module doc)")
+    p.add_argument("--processes", action="store_true", help="also time the training and Langevin steps with each "
+                   "side in a process of its own (module doc)")
     p.add_argument("--rss-of", choices=_RSS_PHASES, default=None, help=argparse.SUPPRESS)  # a --memory child
+    p.add_argument("--worker", choices=["zoo", "official"], default=None, help=argparse.SUPPRESS)  # --processes
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     threads = parse_threads(args.torch_threads)
@@ -768,6 +937,9 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch or (quoted["train"][0] if quoted else 32)
     if args.rss_of:
         rss_child(args, cfg, batch, threads)
+        return
+    if args.worker:
+        worker(args, cfg, batch)
         return
     model = cfg.build(key=jax.random.key(0))
     official, official_note = None, "official timing skipped: no --official PATH given"
@@ -819,6 +991,8 @@ def main(argv: list[str] | None = None) -> None:
     k = jax.random.key(2)
     if args.skip_train:
         langevin_bench(args, cfg, model, params, static, peak, official, threads, bench_variants(args, model))
+        if args.processes:
+            separate_processes(args, argv, batch, official is not None, train=False)
         if args.memory:
             memory_table(argv, official is not None, train=False)
         print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
@@ -870,6 +1044,8 @@ def main(argv: list[str] | None = None) -> None:
               f"({t_lan / (t_lan_dp / ns):.2f}x the single-device step)")
     if args.variant == "v1":
         print_quoted(quoted, batch, nb)
+    if args.processes:
+        separate_processes(args, argv, batch, train_official is not None, train=True)
     if args.memory:
         memory_table(argv, official is not None, train=True)
     print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")

@@ -5,7 +5,10 @@ whole scratch (1 GiB for NCSN's MNIST training step at batch 32). JAX dispatches
 and glibc gives such threads a secondary arena, which serves a block that large only by `mmap` and returns it by
 `munmap` when freed, whatever `M_MMAP_THRESHOLD` says. So every step faults the block's pages in again from the
 kernel, zeroed: 262,000 page faults and 0.45 s of system time per MNIST training step on the 2-core test machine
-(PyTorch, which allocates per operation on the calling thread, faults a few thousand times per step at most).
+(PyTorch, which allocates per operation on the calling thread, faults a few thousand times per step at most). On a
+virtual machine with free page reporting (the test machine: KVM, `page_reporting`) it can cost far more: memory that
+stays freed for a second or two is handed back to the host, and faulting it in again took up to 3-4 s of system time
+per step when the steps did not follow each other at once.
 
 `keep_freed_memory` sets one arena for every thread (`M_ARENA_MAX`), large blocks from the heap instead of `mmap`
 (`M_MMAP_MAX` 0) and the heap returned to the system only above 2 GiB of free memory at its top
