@@ -12,15 +12,17 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux only")
 
 # A program whose 128 MiB temporary (the product, read by the reduction) is allocated on every execution; the page
-# faults of its second and third executions, printed by a fresh process (the setting acts before JAX's threads
+# faults of six executions after ten others, printed by a fresh process (the setting acts before JAX's threads
 # first allocate).
 CHILD = """
 import resource, zoo, jax, jax.numpy as jnp
 f = jax.jit(lambda a, b: jnp.sum(jnp.sin(a @ b), axis=0))
 a, b = jnp.ones((4096, 16)), jnp.ones((16, 8192))
-f(a, b).block_until_ready()
+for _ in range(10):  # the heap settles (a freed block split by later small allocations is not reused)
+    f(a, b).block_until_ready()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-f(a, b).block_until_ready(); f(a, b).block_until_ready()
+for _ in range(6):
+    f(a, b).block_until_ready()
 print(zoo._malloc.applied(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -33,8 +35,8 @@ def _faults(setting: str) -> tuple[str, int]:
 
 
 def test_a_large_temporary_is_reused_not_faulted_in_again():
-    pages = 2 * 128 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # two executions' temporaries
+    pages = 128 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # one execution's temporary
     applied, faults = _faults("1")
-    assert applied == "True" and faults < pages // 20
+    assert applied == "True" and faults < 2.5 * pages  # six executions: the heap grows twice at most
     applied, faults = _faults("")  # the default: glibc's own settings
-    assert applied == "False" and faults > pages // 2
+    assert applied == "False" and faults > 5 * pages  # six executions: each faults its temporary in
