@@ -8,5 +8,6 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["zoo", "zoo.*"]), "zoo.checkpoints"],
     package_dir={"zoo.checkpoints": "checkpoints"},
-    package_data={"zoo.checkpoints": ["**/*"]},
+    # here, not in pyproject.toml: a [tool.setuptools.package-data] table there replaces this argument whole
+    package_data={"zoo": ["_onednn/conv.cc"], "zoo.checkpoints": ["**/*"]},
 )
