@@ -17,9 +17,8 @@ processes kept this process's CPUs meanwhile (`busy_elsewhere`, from ``/proc/sta
 more than half a core busy on average is used by this process but stored as unsettled, and timed again by the next
 process that compiles that shape, until a quiet timing settles it or, on a machine that is never quiet, the third.
 Each kernel's time is the fastest of its rounds (interference only adds). Delete ``choices.json`` to time every shape
-again.
-``ZOO_ONEDNN=1`` skips the timing and always takes oneDNN's (the tests do, to be deterministic); ``ZOO_ONEDNN=0``
-never builds them.
+again. ``ZOO_ONEDNN=1`` skips the timing and always takes oneDNN's (the tests do, to be deterministic);
+``ZOO_ONEDNN=0`` never builds them.
 """
 
 from __future__ import annotations
