@@ -100,6 +100,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -414,39 +415,53 @@ _RSS_TAG = "BENCH_NCSN_RSS "
 _RSS_PHASES = ("zoo-train", "zoo-langevin", "official-train", "official-langevin")
 
 
-def rss_child(args, cfg, batch: int, threads: list[int]) -> None:
-    """``--rss-of SIDE-PHASE``: build only that side, run only that phase (a warm-up and two calls) and print
-    this process's peak RSS and its size after the imports as one tagged JSON line."""
-    after_imports = peak_rss_mib()
-    side, phase = args.rss_of.split("-")
+def side_phases(args, cfg, batch: int, side: str, phases: tuple[str, ...]) -> tuple[dict, Callable | None]:
+    """``({phase: run}, set_threads)`` for one side (``zoo``: random init; ``official``: `official_ncsn` /
+    `official_ncsnv2`), building only `phases` (``train``, ``langevin``; the official NCSNv2 code has no training
+    step: left out); ``set_threads(t)`` sets torch's threads (nothing for zoo). ``({"error": why}, None)`` if the
+    official code does not load."""
     size, ch, nb, ns = cfg.image_size, cfg.channels, args.sample_batch, args.langevin_steps
+    runs = {}
     if side == "official":
+        threads = parse_threads(args.torch_threads)
         if args.variant == "v1":
             official, why = official_ncsn(args.official, cfg, args.dataset, threads[0])
         else:
             official, why = official_ncsnv2(args.official, args.preset, threads[0])
-        if official is None or (phase == "train" and official.train is None):
-            print(_RSS_TAG + json.dumps({"error": why or "no official training step for this network"}))
-            return
+        if official is None:
+            return {"error": why}, None
         shutil.rmtree(os.path.dirname(official.pth), ignore_errors=True)
         torch = official.torch
-        if phase == "train":
-            run = official.train(torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1)))
-        else:
+        if "train" in phases and official.train is not None:
+            x = torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1))
+            runs["train"] = official.train(x)
+        if "langevin" in phases:
             xt = torch.rand(nb, ch, size, size, generator=torch.Generator().manual_seed(3))
-            run = functools.partial(official.langevin, xt, ns, official_step_lr(cfg, official))
-    else:
-        model = cfg.build(key=jax.random.key(0))
-        params, static = eqx.partition(model, eqx.is_inexact_array)
-        if phase == "train":
-            train_step, opt_state = make_train_step(model, static)
-            x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
-            run = lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2)))  # noqa: E731
-        else:
-            langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
-            run = lambda: jax.block_until_ready(langevin(params, x0, key))  # noqa: E731
+            runs["langevin"] = functools.partial(official.langevin, xt, ns, official_step_lr(cfg, official))
+        return runs, torch.set_num_threads
+    model = cfg.build(key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    if "train" in phases:
+        train_step, opt_state = make_train_step(model, static)
+        x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
+        runs["train"] = lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2)))
+    if "langevin" in phases:
+        langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
+        runs["langevin"] = lambda: jax.block_until_ready(langevin(params, x0, key))
+    return runs, lambda t: None  # JAX's threads are the process's cores
+
+
+def rss_child(args, cfg, batch: int) -> None:
+    """``--rss-of SIDE-PHASE``: build only that side and phase (`side_phases`), run it (a warm-up and two calls) and
+    print this process's peak RSS and its size after the imports as one tagged JSON line."""
+    after_imports = peak_rss_mib()
+    side, phase = args.rss_of.split("-")
+    runs, _ = side_phases(args, cfg, batch, side, (phase,))
+    if phase not in runs:
+        print(_RSS_TAG + json.dumps({"error": runs.get("error") or "no official training step for this network"}))
+        return
     for _ in range(3):
-        run()
+        runs[phase]()
     print(_RSS_TAG + json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": after_imports}))
 
 
@@ -483,34 +498,10 @@ def worker(args, cfg, batch: int) -> None:
         sys.stdout.write(_WORKER_TAG + json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    size, ch, nb, ns = cfg.image_size, cfg.channels, args.sample_batch, args.langevin_steps
-    threads = parse_threads(args.torch_threads)
-    if args.worker == "official":
-        if args.variant == "v1":
-            official, why = official_ncsn(args.official, cfg, args.dataset, threads[0])
-        else:
-            official, why = official_ncsnv2(args.official, args.preset, threads[0])
-        if official is None:
-            reply({"error": why})
-            return
-        shutil.rmtree(os.path.dirname(official.pth), ignore_errors=True)
-        torch = official.torch
-        xt = torch.rand(nb, ch, size, size, generator=torch.Generator().manual_seed(3))
-        lr0 = official_step_lr(cfg, official)
-        phases = {"langevin": functools.partial(official.langevin, xt, ns, lr0)}
-        if official.train is not None:
-            x = torch.rand(batch, ch, size, size, generator=torch.Generator().manual_seed(1))
-            phases["train"] = official.train(x)
-        set_threads = torch.set_num_threads
-    else:
-        model = cfg.build(key=jax.random.key(0))
-        params, static = eqx.partition(model, eqx.is_inexact_array)
-        train_step, opt_state = make_train_step(model, static)
-        x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
-        langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
-        phases = {"train": lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2))),
-                  "langevin": lambda: jax.block_until_ready(langevin(params, x0, key))}
-        set_threads = lambda t: None  # noqa: E731 - JAX's threads are the process's cores
+    phases, set_threads = side_phases(args, cfg, batch, args.worker, ("train", "langevin"))
+    if set_threads is None:
+        reply(phases)  # {"error": why}
+        return
     reply({"phases": sorted(phases), "zoo_malloc": zoo._malloc.applied()})
     warm = set()
     for line in sys.stdin:
@@ -936,7 +927,7 @@ def main(argv: list[str] | None = None) -> None:
     quoted = QUOTED.get((args.dataset, ngf)) if args.variant == "v1" else None
     batch = args.batch or (quoted["train"][0] if quoted else 32)
     if args.rss_of:
-        rss_child(args, cfg, batch, threads)
+        rss_child(args, cfg, batch)
         return
     if args.worker:
         worker(args, cfg, batch)
