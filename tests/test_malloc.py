@@ -40,3 +40,10 @@ def test_a_large_temporary_is_reused_not_faulted_in_again():
     assert applied == "True" and faults < 2.5 * pages  # six executions: the heap grows twice at most
     applied, faults = _faults("")  # the default: glibc's own settings
     assert applied == "False" and faults > 5 * pages  # six executions: each faults its temporary in
+
+
+def test_an_unknown_setting_is_named_and_changes_nothing():
+    env = dict(os.environ, ZOO_MALLOC="yes", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", "import zoo; print(zoo._malloc.applied())"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False" and "ZOO_MALLOC='yes' is not one of 1, on, 0, off" in out.stderr

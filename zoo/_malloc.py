@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import warnings
 
 
 # mallopt parameters (malloc.h)
@@ -61,5 +62,9 @@ def applied() -> bool:
     return _applied
 
 
-if os.environ.get("ZOO_MALLOC", "").strip().lower() in ("1", "on"):
+_setting = os.environ.get("ZOO_MALLOC", "").strip().lower()
+if _setting in ("1", "on"):
     keep_freed_memory()  # zoo/__init__.py imports this module before anything that imports JAX
+elif _setting not in ("", "0", "off"):
+    warnings.warn(f"ZOO_MALLOC={_setting!r} is not one of 1, on, 0, off: glibc's allocator keeps its defaults "
+                  "(ZOO_MALLOC=1 sets it to reuse large freed blocks: zoo/_malloc.py)", stacklevel=1)
