@@ -13,7 +13,7 @@ per step when the steps did not follow each other at once.
 `keep_freed_memory` sets one arena for every thread (`M_ARENA_MAX`), large blocks from the heap instead of `mmap`
 (`M_MMAP_MAX` 0) and the heap returned to the system only above 2 GiB of free memory at its top
 (`M_TRIM_THRESHOLD`): the next execution reuses the freed block, with no faults (tests/test_malloc.py). Measured on
-the 2-core test machine (cards/ncsn-bench.md, "Stop 24"): the NCSN training steps 8-12% faster (MNIST ngf 64, batch
+the 2-core test machine (cards/ncsn-bench.md, "Stop 24"): the NCSN training steps 7-14% faster (MNIST ngf 64, batch
 32; CIFAR-10 ngf 128, batch 16), but their peak RSS 0.4-0.8 GiB higher: a freed block in the middle of the heap
 is split by the small allocations that follow, so the heap ends up holding about two of them. Hence opt-in. It
 takes effect for threads that have not allocated yet, so it is applied when zoo is imported, before JAX starts its

@@ -5,7 +5,7 @@ Neither is faster everywhere: on the 2-core test machine oneDNN's are faster on 
 layers (64-128 channels) and slower on some of its CIFAR-10 layers (256 channels at 16x16, 1x1
 convolutions). So when XLA:CPU lowers one of zoo's convolution primitives, with its final shapes
 (after `vmap` folded batches in), `prefer_onednn` runs both kernels on random operands of those
-shapes (a warm-up and five interleaved rounds, medians) and keeps the faster: remembered for the
+shapes (a warm-up and five interleaved rounds, the fastest of each) and keeps the faster: remembered for the
 process and in ``cache_dir()/onednn/choices.json`` (keyed by CPU model, jaxlib version, the handlers'
 source (`kernels_id`: changed kernels are timed afresh), the threads both libraries run on (`threads`: a
 single-threaded process, e.g. a profile, times its own choices), kernel, shapes and geometry), so each shape is
