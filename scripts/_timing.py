@@ -1,11 +1,14 @@
 """Timing helpers shared by the benchmark scripts: interleaved rounds with medians (and the per-round times, for
-paired ratios), the ``--torch-threads`` list and this process's peak memory. No JAX and no torch here:
-`bench_pcd.py`'s official worker process imports this and must never start JAX."""
+paired ratios), the ``--torch-threads`` list, this process's peak memory, and a worker process driven by command
+(`Commanded`, `reply`: a side timed in a process of its own). No JAX and no torch here: `bench_pcd.py`'s official
+worker process imports this and must never start JAX."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -88,3 +91,40 @@ def allocator_note(zoo_settings: bool) -> str:
         return ("allocator: glibc with zoo's settings (ZOO_MALLOC=1, zoo/_malloc.py: one arena, large blocks from the "
                 "heap and reused), for every library in this process, the official code's included")
     return "allocator: the C library's defaults (zoo/_malloc.py's settings are opt-in: ZOO_MALLOC=1)"
+
+
+def reply(tag: str, obj: dict) -> None:
+    """A worker's answer to its driver (`Commanded`): one `tag`-prefixed JSON line on stdout."""
+    sys.stdout.write(tag + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class Commanded:
+    """A worker process (`cmd`) driven by command lines on its stdin, answering each with one `reply` line (prefix
+    `tag`); whatever else it prints on stdout is passed on to stderr."""
+
+    def __init__(self, cmd: list[str], tag: str, name: str, env: dict | None = None):
+        self.tag, self.name = tag, name
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     env=env)
+
+    def read(self) -> dict:
+        """The worker's next answer, or ``{"error": ...}`` if it exited first."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(self.tag):
+                return json.loads(line[len(self.tag):])
+            sys.stderr.write(line)  # the worker's (or the code it runs) own output
+        return {"error": f"the {self.name} worker exited with status {self.proc.wait()}"}
+
+    def ask(self, command: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> dict:
+        """Send ``quit``; the worker's last answer (``{}`` if it had exited)."""
+        out = self.ask("quit") if self.proc.poll() is None else {}
+        self.proc.wait()
+        return out

@@ -108,7 +108,15 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _timing import Medians, allocator_note, interleaved_medians, parse_threads, peak_rss_mib  # VmHWM: right in a child
+from _timing import (  # peak_rss_mib: VmHWM, right in a child
+    Commanded,
+    Medians,
+    allocator_note,
+    interleaved_medians,
+    parse_threads,
+    peak_rss_mib,
+    reply,
+)
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -494,15 +502,11 @@ def worker(args, cfg, batch: int) -> None:
     command (``train T`` / ``langevin T``, T torch threads: the official side's) until ``quit``, after
     ``--warmup`` untimed calls the first time, replying with `_WORKER_TAG`-prefixed JSON lines (seconds)."""
 
-    def reply(obj):
-        sys.stdout.write(_WORKER_TAG + json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
     phases, set_threads = side_phases(args, cfg, batch, args.worker, ("train", "langevin"))
     if set_threads is None:
-        reply(phases)  # {"error": why}
+        reply(_WORKER_TAG, phases)  # {"error": why}
         return
-    reply({"phases": sorted(phases), "zoo_malloc": zoo._malloc.applied()})
+    reply(_WORKER_TAG, {"phases": sorted(phases), "zoo_malloc": zoo._malloc.applied()})
     warm = set()
     for line in sys.stdin:
         cmd = line.split()
@@ -518,47 +522,27 @@ def worker(args, cfg, batch: int) -> None:
             phases[phase]()
         start = time.perf_counter()
         phases[phase]()
-        reply({"seconds": time.perf_counter() - start})
-    reply({"peak_rss_mib": peak_rss_mib()})
+        reply(_WORKER_TAG, {"seconds": time.perf_counter() - start})
+    reply(_WORKER_TAG, {"peak_rss_mib": peak_rss_mib()})
 
 
-class Worker:
-    """A `worker` process of this script, driven by command."""
+class Worker(Commanded):
+    """A `worker` process of this script, driven by command; ``ready``: its first answer."""
 
     def __init__(self, argv: list[str], side: str):
         env = dict(os.environ)
         if side == "official":
             env.pop("ZOO_MALLOC", None)  # the official code as its users run it: the C library's allocator
-        cmd = [sys.executable, "-u", os.path.abspath(__file__), *argv, "--worker", side]
-        self.side = side
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                     env=env)
+        super().__init__([sys.executable, "-u", os.path.abspath(__file__), *argv, "--worker", side], _WORKER_TAG,
+                         side, env)
         self.ready = self.read()
 
-    def read(self) -> dict:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(_WORKER_TAG):
-                return json.loads(line[len(_WORKER_TAG):])
-        return {"error": f"the {self.side} worker exited with status {self.proc.wait()}"}
-
-    def ask(self, command: str) -> float:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        got = self.read()
+    def seconds(self, command: str) -> float:
+        """The seconds the worker timed for `command` (``train T`` / ``langevin T``)."""
+        got = self.ask(command)
         if "seconds" not in got:
-            raise SystemExit(f"{self.side} worker: {got}")
+            raise SystemExit(f"{self.name} worker: {got}")
         return got["seconds"]
-
-    def close(self) -> dict:
-        out = {}
-        if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            out = self.read()
-        self.proc.wait()
-        return out
 
 
 def separate_processes(args, argv: list[str], batch: int, with_official: bool, train: bool) -> None:
@@ -576,10 +560,10 @@ def separate_processes(args, argv: list[str], batch: int, with_official: bool, t
           "the C library's defaults); rounds interleaved by command, each timing itself, "
           f"{args.warmup} untimed calls of each first{PRIMED if args.primed else ''}", flush=True)
     for phase in ("train", "langevin") if train else ("langevin",):
-        fns = {"zoo": functools.partial(workers["zoo"].ask, f"{phase} 0")}
+        fns = {"zoo": functools.partial(workers["zoo"].seconds, f"{phase} 0")}
         if "official" in workers and phase in workers["official"].ready["phases"]:
             for t in threads:
-                fns[f"official_{t}t"] = functools.partial(workers["official"].ask, f"{phase} {t}")
+                fns[f"official_{t}t"] = functools.partial(workers["official"].seconds, f"{phase} {t}")
         per = 1 if phase == "train" else args.langevin_steps
         raw = interleaved_medians(fns, args.repeats, self_timed=True)
         med = Medians({name: v / per for name, v in raw.items()})

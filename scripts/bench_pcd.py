@@ -52,7 +52,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ import warnings
 
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
-from _timing import interleaved_medians, jax_cores, parse_threads, peak_rss_mib  # no JAX either
+from _timing import Commanded, interleaved_medians, jax_cores, parse_threads, peak_rss_mib, reply  # no JAX
 
 
 # The paper's command (GWG_release README) and pcd_ebm_ema.py's defaults for what it does not set.
@@ -158,13 +157,9 @@ def worker(args, tmp: str) -> None:
     """The official side, in its own process: set up, write the initial weights and check values, then time rounds
     on command (``run ITERS THREADS``) until ``quit``, replying with `_TAG`-prefixed JSON lines."""
 
-    def reply(obj):
-        sys.stdout.write(_TAG + json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
     mods, why = import_official(args.official)
     if mods is None:
-        reply({"error": why})
+        reply(_TAG, {"error": why})
         return
     torch = mods[0]
     threads = parse_threads(args.torch_threads)
@@ -176,7 +171,7 @@ def worker(args, tmp: str) -> None:
     weights = {name: t.detach().numpy() for name, t in model.state_dict().items()}
     np.savez(os.path.join(tmp, "official.npz"), x_check=x_check.numpy(), net=net_out.numpy(), logp=logp.numpy(),
              **{"w/" + k: v for k, v in weights.items()})
-    reply({"torch": torch.__version__, "params": sum(p.numel() for p in model.net.parameters()),
+    reply(_TAG, {"torch": torch.__version__, "params": sum(p.numel() for p in model.net.parameters()),
            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     warm = set()
     for line in sys.stdin:
@@ -191,11 +186,11 @@ def worker(args, tmp: str) -> None:
         start = time.perf_counter()
         for _ in range(iters):
             iteration()
-        reply({"seconds": time.perf_counter() - start})
-    reply({"peak_rss_mib": peak_rss_mib()})
+        reply(_TAG, {"seconds": time.perf_counter() - start})
+    reply(_TAG, {"peak_rss_mib": peak_rss_mib()})
 
 
-class Official:
+class Official(Commanded):
     """The official side's process, driven from the zoo side."""
 
     def __init__(self, args, tmp: str):
@@ -203,26 +198,7 @@ class Official:
                "--official", args.official, "--channels", str(args.channels), "--batch", str(args.batch),
                "--steps-per-update", str(args.steps_per_update), "--buffer-size", str(args.buffer_size),
                "--seed", str(args.seed), "--torch-threads", args.torch_threads_text]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-
-    def read(self) -> dict:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(_TAG):
-                return json.loads(line[len(_TAG):])
-            sys.stderr.write(line)  # the official code's own output
-        return {"error": f"the official worker exited with status {self.proc.wait()}"}
-
-    def ask(self, command: str) -> dict:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> dict:
-        out = self.ask("quit") if self.proc.poll() is None else {}
-        self.proc.wait()
-        return out
+        super().__init__(cmd, _TAG, "official")
 
 
 # ---------------------------------------------------------------------------------------------------- the zoo side
