@@ -22,8 +22,6 @@ backend; set later it changes nothing already running.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 import warnings
@@ -46,6 +44,8 @@ def keep_freed_memory() -> bool:
         return True
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes.util  # here, not at `import zoo`: only an opt-in process needs it
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
