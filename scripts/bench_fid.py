@@ -33,7 +33,7 @@ from bench_gwg import official_rounds
 
 import zoo.metrics as zm
 from zoo._conv import YNNPACK_OFF
-from zoo._malloc import applied as zoo_malloc_applied
+from zoo._malloc import applied as zoo_malloc_applied, settle as zoo_malloc_settle
 
 
 def torchscript_network(threads: int):
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         fns.update(official_rounds(theirs, args.calls, threads, torch, prefix="torchscript"))
 
+    zoo_malloc_settle()  # where zoo's allocator setting is on, as zoo's loops do after their first call
     rates = interleaved_medians(fns, args.repeats).per_second(images)  # args.calls calls of args.batch images
     print(f"\nimages/s, median of {args.repeats} interleaved rounds, batch {args.batch}, {args.calls} calls per round:")
     for name, r in rates.items():

@@ -468,8 +468,10 @@ def rss_child(args, cfg, batch: int) -> None:
     if phase not in runs:
         print(_RSS_TAG + json.dumps({"error": runs.get("error") or "no official training step for this network"}))
         return
-    for _ in range(3):
+    for i in range(3):
         runs[phase]()
+        if i == 0:
+            zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's loops do after their first step
     print(_RSS_TAG + json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": after_imports}))
 
 
@@ -517,6 +519,7 @@ def worker(args, cfg, batch: int) -> None:
         if (phase, t) not in warm:
             for _ in range(args.warmup):
                 phases[phase]()
+            zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's loops do after their first step
             warm.add((phase, t))
         if args.primed:
             phases[phase]()
@@ -600,6 +603,7 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
         # at the full chain's step sizes there (official_step_lr), which ours takes.
         lr0 = official_step_lr(cfg, official)
         fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
+    zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's sampling loop does after its first step
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
           f"{args.repeats} interleaved rounds{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}",
           flush=True)
@@ -651,6 +655,7 @@ def train_bench(args, train_step, train_args, batch: int, official, threads, var
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
         fns.update(_thread_fns(official.torch, step, threads, warmup=args.warmup))
+    zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo.fit does after its first step
     print(f"train: batch {batch}, {args.warmup} untimed steps of each, then {args.repeats} interleaved rounds"
           f"{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}", flush=True)
     return interleaved_medians(_primed(fns, args.primed), args.repeats, self_timed=args.primed)

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from . import _malloc
 from ._conv import filter_jit_with
 
 
@@ -124,7 +125,12 @@ def batch_map(
             if pending is not None:  # fetch the previous batch while this one runs
                 collect(*pending)
             pending = (out, min(batch_size, n - start))
-        collect(*pending)
+            if i == 0 and _malloc.applied():  # the first batch compiled and ran: settle the heap (zoo/_malloc.py)
+                collect(*pending)
+                pending = None
+                _malloc.settle()
+        if pending is not None:
+            collect(*pending)
     finally:
         if bar is not None:
             bar.close()

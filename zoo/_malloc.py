@@ -1,4 +1,5 @@
-"""Opt-in (``ZOO_MALLOC=1``, Linux): glibc's allocator set to keep large freed blocks for reuse.
+"""glibc's allocator set to keep large freed blocks for reuse (Linux): the `zoo` command's default, opt-in
+(``ZOO_MALLOC=1``) where zoo is imported as a library.
 
 XLA:CPU allocates each execution's temporary buffer afresh and frees it at the end: one block of the program's
 whole scratch (1 GiB for NCSN's MNIST training step at batch 32). JAX dispatches executions on its own thread,
@@ -12,18 +13,33 @@ per step when the steps did not follow each other at once.
 
 `keep_freed_memory` sets one arena for every thread (`M_ARENA_MAX`), large blocks from the heap instead of `mmap`
 (`M_MMAP_MAX` 0) and the heap returned to the system only above 2 GiB of free memory at its top
-(`M_TRIM_THRESHOLD`): the next execution reuses the freed block, with no faults (tests/test_malloc.py). Measured on
-the 2-core test machine (cards/ncsn-bench.md, "Stop 24"): the NCSN training steps 7-14% faster (MNIST ngf 64, batch
-32; CIFAR-10 ngf 128, batch 16), but their peak RSS 0.4-0.8 GiB higher: a freed block in the middle of the heap
-is split by the small allocations that follow, so the heap ends up holding about two of them. Hence opt-in. It
-takes effect for threads that have not allocated yet, so it is applied when zoo is imported, before JAX starts its
-backend; set later it changes nothing already running.
+(`M_TRIM_THRESHOLD`): the next execution reuses the freed block, with no faults (tests/test_malloc.py).
+
+Alone it costs memory: the block that a program's first execution frees lies in the middle of the heap (its
+compilation and that execution leave small live allocations above it), and the next execution, rather than reuse it,
+takes a second block from the heap's top; the two then stay resident (`malloc_info`: a free chunk of the scratch's
+size beside a free top of the same size). And JAX's dispatch thread frees an execution's scratch just after its
+outputs are ready, so a next call made at once sometimes allocates before that free and takes another block. Peak
+RSS of the NCSN training steps rose 0.4-0.8 GiB (cards/ncsn-bench.md, "Stop 24"). So the setting also runs JAX's CPU
+executions on the calling thread (``jax_cpu_enable_async_dispatch`` off: the scratch is free when the call returns;
+the NCSN training step is as fast), and `settle`, called once after a program's first execution, returns the
+stranded memory to the system (`malloc_trim`): the executions that follow take their scratch from the top of the
+heap, each reusing the last one's block. With both, the NCSN training steps fault nothing and peak below glibc's
+defaults (cards/ncsn-bench.md, "Stop 25"). zoo's loops settle after their first step: `zoo.fit`,
+`zoo.samplers.run`'s host loop (progress bars) and `zoo.batch_map`.
+
+Where it is on: the `zoo` command sets it by default (its process is zoo's; ``ZOO_MALLOC=0`` turns it off); a
+program that imports zoo as a library opts in with ``ZOO_MALLOC=1``, as it holds for every library in the process
+(one arena for all threads; up to 2 GiB of freed memory kept; JAX's CPU executions synchronous). It takes effect
+for threads that have not allocated yet, so it is applied when zoo is imported, before JAX starts its backend; set
+later it changes nothing already running.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 
@@ -34,12 +50,13 @@ _M_ARENA_MAX = -8
 _TRIM = 2**31 - 1  # mallopt takes an int: 2 GiB
 
 _applied = False
+_libc = None
 
 
 def keep_freed_memory() -> bool:
     """Set glibc's allocator as the module doc says, once; whether it is set (False off Linux or on another C
     library)."""
-    global _applied
+    global _applied, _libc
     if _applied:
         return True
     if not sys.platform.startswith("linux"):
@@ -54,7 +71,29 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     _applied = all(mallopt(p, v) == 1 for p, v in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM)))
+    if _applied:
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
+        _libc = libc
+        import jax
+
+        # An execution's scratch is freed by the thread that ran it, just after its outputs are ready; dispatched on
+        # JAX's own thread, the next call can start first and take a second block (the module doc). On the calling
+        # thread, the scratch is free before the call returns. (Read when JAX starts its CPU backend.)
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     return _applied
+
+
+def settle(wait: float = 0.05) -> bool:
+    """After a program's first execution, with `keep_freed_memory` applied: wait `wait` seconds (JAX's dispatch
+    thread frees an execution's temporaries just after its outputs are ready) and return the heap's free memory to
+    the system (`malloc_trim`), so that the executions that follow reuse one block from the heap's top (the module
+    doc). Costs the next execution one fault per page of its scratch. Whether it trimmed (False when the setting
+    is off: glibc's defaults need nothing)."""
+    if _libc is None:
+        return False
+    time.sleep(wait)
+    _libc.malloc_trim(0)
+    return True
 
 
 def applied() -> bool:
@@ -62,8 +101,15 @@ def applied() -> bool:
     return _applied
 
 
+def _is_zoo_command() -> bool:
+    """Whether this process is the `zoo` command (pip's console script, ``bin/zoo``), by its ``sys.argv[0]``: the
+    script imports `zoo._cli`, hence this module, before its own code runs."""
+    argv = getattr(sys, "argv", None) or [""]
+    return os.path.basename(argv[0]).removesuffix(".exe") == "zoo"
+
+
 _setting = os.environ.get("ZOO_MALLOC", "").strip().lower()
-if _setting in ("1", "on"):
+if _setting in ("1", "on") or (_setting == "" and _is_zoo_command()):
     keep_freed_memory()  # zoo/__init__.py imports this module before anything that imports JAX
 elif _setting not in ("", "0", "off"):
     warnings.warn(f"ZOO_MALLOC={_setting!r} is not one of 1, on, 0, off: glibc's allocator keeps its defaults "

@@ -31,7 +31,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import PRNGKeyArray, PyTree
 
-from . import _leaves
+from . import _leaves, _malloc
 from ._errors import CheckpointError, ConfigError
 from ._model import AbstractModel
 from ._onednn import xla_kernels
@@ -303,6 +303,9 @@ def fit(
             k = jax.random.fold_in(key_steps, step)
             with kernels():
                 model, opt_state, state, metrics = step_fn(k, model, opt_state, state, batch)
+            if step == start and _malloc.applied():  # the step compiled and ran once: settle the heap (zoo/_malloc.py)
+                jax.block_until_ready(model)
+                _malloc.settle()
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             done = step + 1

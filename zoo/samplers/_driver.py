@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .. import _malloc
 from .._conv import filter_jit_with
 from .._onednn import xla_kernels
 from .._progress import ProgressMeter
@@ -299,6 +300,7 @@ def _run_on_host(
             info_sum = _accumulate(info_sum, info, jnp.asarray(i >= burn_in))
         jax.block_until_ready(x)
         if bar is None:  # after the first transition, which compiles
+            _malloc.settle()  # the heap, where zoo's allocator setting is on (zoo/_malloc.py)
             bar = tqdm_bar(total, desc=type(sampler).__name__, initial=i + 1)
         else:
             bar.update(1)
