@@ -101,6 +101,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -423,6 +424,21 @@ _RSS_TAG = "BENCH_NCSN_RSS "
 _RSS_PHASES = ("zoo-train", "zoo-langevin", "official-train", "official-langevin")
 
 
+def settling(run: Callable[[], Any]) -> Callable[[], Any]:
+    """`run` (a call of zoo's) that settles the heap after its first call, as zoo's loops do after their first step
+    (`zoo._malloc.settle`: where zoo's allocator setting is on, else nothing)."""
+    calls = []
+
+    def f():
+        out = run()
+        if not calls:
+            calls.append(1)
+            zoo._malloc.settle()
+        return out
+
+    return f
+
+
 def side_phases(args, cfg, batch: int, side: str, phases: tuple[str, ...]) -> tuple[dict, Callable | None]:
     """``({phase: run}, set_threads)`` for one side (``zoo``: random init; ``official``: `official_ncsn` /
     `official_ncsnv2`), building only `phases` (``train``, ``langevin``; the official NCSNv2 code has no training
@@ -452,10 +468,10 @@ def side_phases(args, cfg, batch: int, side: str, phases: tuple[str, ...]) -> tu
     if "train" in phases:
         train_step, opt_state = make_train_step(model, static)
         x = jax.random.uniform(jax.random.key(1), (batch, size, size, ch))
-        runs["train"] = lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2)))
+        runs["train"] = settling(lambda: jax.block_until_ready(train_step(params, opt_state, x, jax.random.key(2))))
     if "langevin" in phases:
         langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
-        runs["langevin"] = lambda: jax.block_until_ready(langevin(params, x0, key))
+        runs["langevin"] = settling(lambda: jax.block_until_ready(langevin(params, x0, key)))
     return runs, lambda t: None  # JAX's threads are the process's cores
 
 
@@ -468,10 +484,8 @@ def rss_child(args, cfg, batch: int) -> None:
     if phase not in runs:
         print(_RSS_TAG + json.dumps({"error": runs.get("error") or "no official training step for this network"}))
         return
-    for i in range(3):
+    for _ in range(3):
         runs[phase]()
-        if i == 0:
-            zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's loops do after their first step
     print(_RSS_TAG + json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": after_imports}))
 
 
@@ -519,7 +533,6 @@ def worker(args, cfg, batch: int) -> None:
         if (phase, t) not in warm:
             for _ in range(args.warmup):
                 phases[phase]()
-            zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's loops do after their first step
             warm.add((phase, t))
         if args.primed:
             phases[phase]()
@@ -590,12 +603,14 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
     sampler = model.default_sampler()
     langevin, x0, key = make_langevin(model, static, cfg, nb, ns)
     jax.block_until_ready(langevin(params, x0, key))  # compile + warm-up
+    zoo._malloc.settle()  # as zoo's sampling loop does after its first step (where zoo's allocator setting is on)
     fns = {"zoo": (lambda: jax.block_until_ready(langevin(params, x0, key)), lambda: None)}
     for name, (m, context, options) in variants.items():
         p, st = eqx.partition(m, eqx.is_inexact_array)
         with context():
             fn = make_langevin(m, st, cfg, nb, ns, options)[0]
             jax.block_until_ready(fn(p, x0, key))  # traced here, in its context
+        zoo._malloc.settle()
         fns[name] = (lambda fn=fn, p=p: jax.block_until_ready(fn(p, x0, key)), lambda: None)
     if official is not None:
         xt = official.torch.tensor(np.ascontiguousarray(np.asarray(x0).transpose(0, 3, 1, 2)))
@@ -603,7 +618,6 @@ def langevin_bench(args, cfg, model, params, static, peak: float, official, thre
         # at the full chain's step sizes there (official_step_lr), which ours takes.
         lr0 = official_step_lr(cfg, official)
         fns.update(_thread_fns(official.torch, lambda: official.langevin(xt, ns, lr0), threads))
-    zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo's sampling loop does after its first step
     print(f"Langevin: batch {nb}, {ns} steps per round (level 0 of {len(cfg.sigmas)}, step_lr {cfg.step_lr:g}), "
           f"{args.repeats} interleaved rounds{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}",
           flush=True)
@@ -645,9 +659,9 @@ def train_bench(args, train_step, train_args, batch: int, official, threads, var
     steps, its arguments): `bench_variants`) and (if `official`, measured on each torch thread count) the official
     code's on the same batch, interleaved rounds, medians, after `args.warmup` untimed steps of each (the first
     steps of both sides are slower: allocator and caches settle). Returns ``{name: s/step}``."""
-    fns = {"zoo": (lambda: jax.block_until_ready(train_step(*train_args)), lambda: None)}
+    fns = {"zoo": (settling(lambda: jax.block_until_ready(train_step(*train_args))), lambda: None)}
     for name, (fn, fn_args) in variant_steps.items():
-        fns[name] = (lambda fn=fn, a=fn_args: jax.block_until_ready(fn(*a)), lambda: None)
+        fns[name] = (settling(lambda fn=fn, a=fn_args: jax.block_until_ready(fn(*a))), lambda: None)
     for run, _ in fns.values():
         for _ in range(args.warmup):  # compile + warm-up
             run()
@@ -655,7 +669,6 @@ def train_bench(args, train_step, train_args, batch: int, official, threads, var
         x = train_args[2]
         step = official.train(official.torch.tensor(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))))
         fns.update(_thread_fns(official.torch, step, threads, warmup=args.warmup))
-    zoo._malloc.settle()  # where zoo's allocator setting is on, as zoo.fit does after its first step
     print(f"train: batch {batch}, {args.warmup} untimed steps of each, then {args.repeats} interleaved rounds"
           f"{PRIMED if args.primed else ''}, medians; load average {os.getloadavg()}", flush=True)
     return interleaved_medians(_primed(fns, args.primed), args.repeats, self_timed=args.primed)
