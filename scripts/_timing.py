@@ -85,13 +85,13 @@ def peak_rss_mib() -> float:
 
 def allocator_note(zoo_settings: bool) -> str:
     """A benchmark header's line on the C allocator: glibc with zoo's settings (`zoo_settings`:
-    ``zoo._malloc.applied()``; the `zoo` command's default, ``ZOO_MALLOC=1`` for a script), else the C library's
+    ``zoo._malloc.applied()``; `zoo train`'s default, ``ZOO_MALLOC=1`` for a script), else the C library's
     defaults. They hold for every library in the process: for the official code timed beside zoo in it too."""
     if zoo_settings:
-        return ("allocator: glibc with zoo's settings (ZOO_MALLOC=1, as the zoo command runs; zoo/_malloc.py: one "
+        return ("allocator: glibc with zoo's settings (ZOO_MALLOC=1, as zoo train runs; zoo/_malloc.py: one "
                 "arena, large blocks from the heap and reused, the heap settled after each program's first call), "
                 "for every library in this process, the official code's included")
-    return ("allocator: the C library's defaults (a script importing zoo; the zoo command sets zoo/_malloc.py's "
+    return ("allocator: the C library's defaults (a script importing zoo; zoo train sets zoo/_malloc.py's "
             "settings, ZOO_MALLOC=1 here)")
 
 

@@ -1,4 +1,4 @@
-"""zoo._malloc: with ``ZOO_MALLOC=1`` (the `zoo` command's default) glibc's allocator is set at import and a
+"""zoo._malloc: with ``ZOO_MALLOC=1`` (`zoo train`'s default) glibc's allocator is set at import and a
 program's large temporary buffer is reused from one execution to the next instead of being faulted in afresh; after
 `settle` the heap holds one such buffer, not two; a library import keeps glibc's defaults (and the faults)."""
 
@@ -86,15 +86,17 @@ def test_settle_is_a_no_op_without_the_setting():
 
 
 @pytest.mark.parametrize(("setting", "applied"), [("", "True"), ("0", "False"), ("off", "False")])
-def test_the_zoo_command_sets_it_by_default(setting, applied):
-    """The console script (``bin/zoo``) imports zoo with ``sys.argv[0]`` naming it: on unless ``ZOO_MALLOC=0``; any
-    other program keeps glibc's defaults unless ``ZOO_MALLOC=1``."""
+def test_zoo_train_sets_it_by_default(setting, applied):
+    """The console script (``bin/zoo``) imports zoo with ``sys.argv`` naming it and its command: on for ``train``
+    unless ``ZOO_MALLOC=0``; the other commands and any other program keep glibc's defaults unless ``ZOO_MALLOC=1``."""
     env = dict(os.environ, ZOO_MALLOC=setting, JAX_PLATFORMS="cpu")
-    code = "import sys; sys.argv[0] = {!r}; import zoo; print(zoo._malloc.applied())"
-    for argv0, expected in (("/venv/bin/zoo", applied), ("train.py", "False")):
-        out = subprocess.run([sys.executable, "-c", code.format(argv0)], env=env, capture_output=True, text=True,
+    code = "import sys; sys.argv[:] = {!r}; import zoo; print(zoo._malloc.applied())"
+    cases = ((["/venv/bin/zoo", "train", "ncsn/mnist"], applied), (["/venv/bin/zoo", "sample", "ncsn-mnist"], "False"),
+             (["train.py", "train"], "False"), (["/venv/bin/zoo"], "False"))
+    for argv, expected in cases:
+        out = subprocess.run([sys.executable, "-c", code.format(argv)], env=env, capture_output=True, text=True,
                              check=True)
-        assert out.stdout.strip() == expected, (argv0, setting)
+        assert out.stdout.strip() == expected, (argv, setting)
 
 
 # zoo's loops settle after their first step where the setting is on: batch_map (which then collects the first batch

@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zoo", description=__doc__,
         epilog="Compiled programs are kept in JAX's persistent compilation cache, in jax/ under zoo's cache folder "
         "($ZOO_CACHE_DIR, else $XDG_CACHE_HOME/zoo or ~/.cache/zoo), so a second run does not compile them again; "
-        "ZOO_COMPILATION_CACHE=0 turns that off. On Linux the command sets glibc's allocator to reuse XLA's "
-        "per-execution scratch instead of mapping it afresh each step (zoo/_malloc.py); ZOO_MALLOC=0 turns that off.",
+        "ZOO_COMPILATION_CACHE=0 turns that off. On Linux `zoo train` sets glibc's allocator to reuse XLA's "
+        "per-execution scratch instead of mapping it afresh each step (zoo/_malloc.py); ZOO_MALLOC=0 turns that off, "
+        "ZOO_MALLOC=1 turns it on for the other commands.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

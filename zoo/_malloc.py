@@ -1,4 +1,4 @@
-"""glibc's allocator set to keep large freed blocks for reuse (Linux): the `zoo` command's default, opt-in
+"""glibc's allocator set to keep large freed blocks for reuse (Linux): `zoo train`'s default, opt-in
 (``ZOO_MALLOC=1``) where zoo is imported as a library.
 
 XLA:CPU allocates each execution's temporary buffer afresh and frees it at the end: one block of the program's
@@ -28,9 +28,12 @@ heap, each reusing the last one's block. With both, the NCSN training steps faul
 defaults (cards/ncsn-bench.md, "Stop 25"). zoo's loops settle after their first step: `zoo.fit`,
 `zoo.samplers.run`'s host loop (progress bars) and `zoo.batch_map`.
 
-Where it is on: the `zoo` command sets it by default (its process is zoo's; ``ZOO_MALLOC=0`` turns it off); a
-program that imports zoo as a library opts in with ``ZOO_MALLOC=1``, as it holds for every library in the process
-(one arena for all threads; up to 2 GiB of freed memory kept; JAX's CPU executions synchronous). It takes effect
+Where it is on: `zoo train` sets it by default (its process runs one training loop of zoo's; ``ZOO_MALLOC=0`` turns
+it off); the other commands and a program that imports zoo as a library opt in with ``ZOO_MALLOC=1``, as it holds
+for every library in the process (one arena for all threads; up to 2 GiB of freed memory kept; JAX's CPU executions
+synchronous). Sampling gains no time from it (its scratch per step is small), and the one arena slows compilation:
+`zoo sample ncsn-mnist` from an empty cache took 30.9-31.4 s with it against 29.1 s without (cards/ncsn-bench.md,
+"Stop 25"). It takes effect
 for threads that have not allocated yet, so it is applied when zoo is imported, before JAX starts its backend; set
 later it changes nothing already running.
 """
@@ -101,15 +104,15 @@ def applied() -> bool:
     return _applied
 
 
-def _is_zoo_command() -> bool:
-    """Whether this process is the `zoo` command (pip's console script, ``bin/zoo``), by its ``sys.argv[0]``: the
-    script imports `zoo._cli`, hence this module, before its own code runs."""
+def _is_zoo_train() -> bool:
+    """Whether this process is `zoo train` (pip's console script, ``bin/zoo``, and its first argument), by
+    ``sys.argv``: the script imports `zoo._cli`, hence this module, before its own code runs."""
     argv = getattr(sys, "argv", None) or [""]
-    return os.path.basename(argv[0]).removesuffix(".exe") == "zoo"
+    return os.path.basename(argv[0]).removesuffix(".exe") == "zoo" and argv[1:2] == ["train"]
 
 
 _setting = os.environ.get("ZOO_MALLOC", "").strip().lower()
-if _setting in ("1", "on") or (_setting == "" and _is_zoo_command()):
+if _setting in ("1", "on") or (_setting == "" and _is_zoo_train()):
     keep_freed_memory()  # zoo/__init__.py imports this module before anything that imports JAX
 elif _setting not in ("", "0", "off"):
     warnings.warn(f"ZOO_MALLOC={_setting!r} is not one of 1, on, 0, off: glibc's allocator keeps its defaults "
