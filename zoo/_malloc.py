@@ -24,18 +24,18 @@ RSS of the NCSN training steps rose 0.4-0.8 GiB (cards/ncsn-bench.md, "Stop 24")
 executions on the calling thread (``jax_cpu_enable_async_dispatch`` off: the scratch is free when the call returns;
 the NCSN training step is as fast), and `settle`, called once after a program's first execution, returns the
 stranded memory to the system (`malloc_trim`): the executions that follow take their scratch from the top of the
-heap, each reusing the last one's block. With both, the NCSN training steps fault nothing and peak below glibc's
-defaults (cards/ncsn-bench.md, "Stop 25"). zoo's loops settle after their first step: `zoo.fit`,
-`zoo.samplers.run`'s host loop (progress bars) and `zoo.batch_map`.
+heap, each reusing the last one's block (usually: the order in which XLA's threads allocate can still strand a
+block now and then, seen with a 128 MiB temporary in fresh processes). With both, the NCSN training steps fault
+nothing and peak below glibc's defaults (cards/ncsn-bench.md, "Stop 25"). zoo's loops settle after their first
+step: `zoo.fit`, `zoo.samplers.run`'s host loop (progress bars) and `zoo.batch_map`.
 
 Where it is on: `zoo train` sets it by default (its process runs one training loop of zoo's; ``ZOO_MALLOC=0`` turns
 it off); the other commands and a program that imports zoo as a library opt in with ``ZOO_MALLOC=1``, as it holds
 for every library in the process (one arena for all threads; up to 2 GiB of freed memory kept; JAX's CPU executions
 synchronous). Sampling gains no time from it (its scratch per step is small), and the one arena slows compilation:
 `zoo sample ncsn-mnist` from an empty cache took 30.9-31.4 s with it against 29.1 s without (cards/ncsn-bench.md,
-"Stop 25"). It takes effect
-for threads that have not allocated yet, so it is applied when zoo is imported, before JAX starts its backend; set
-later it changes nothing already running.
+"Stop 25"). It takes effect for threads that have not allocated yet, so it is applied when zoo is imported, before
+JAX starts its backend; set later it changes nothing already running.
 """
 
 from __future__ import annotations
