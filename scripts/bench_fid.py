@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     forward = jax.jit(lambda inception, x: inception(x), compiler_options=dict(net.compiler_options()) or None)
     t = time.perf_counter()
     ours_features = np.asarray(jax.block_until_ready(forward(net.inception, x)))
+    zoo_malloc_settle()  # where zoo's allocator setting is on, as zoo's loops do after their first call
     print(f"zoo network compile + first call: {time.perf_counter() - t:.1f} s", flush=True)
     zm.fid_features(small, batch_size=args.batch, network=net)  # compiles the whole path
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.xla_defaults:
         default = jax.jit(lambda inception, x: inception(x))
         jax.block_until_ready(default(net.inception, x))
+        zoo_malloc_settle()
 
         def zoo_default():
             for _ in range(args.calls):
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ynn_off:
         no_ynn = jax.jit(lambda inception, x: inception(x), compiler_options=dict(YNNPACK_OFF))
         jax.block_until_ready(no_ynn(net.inception, x))
+        zoo_malloc_settle()
 
         def zoo_no_ynn():
             for _ in range(args.calls):
@@ -125,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         fns.update(official_rounds(theirs, args.calls, threads, torch, prefix="torchscript"))
 
-    zoo_malloc_settle()  # where zoo's allocator setting is on, as zoo's loops do after their first call
     rates = interleaved_medians(fns, args.repeats).per_second(images)  # args.calls calls of args.batch images
     print(f"\nimages/s, median of {args.repeats} interleaved rounds, batch {args.batch}, {args.calls} calls per round:")
     for name, r in rates.items():
