@@ -101,6 +101,27 @@ def reply(tag: str, obj: dict) -> None:
     sys.stdout.flush()
 
 
+def serve(tag: str, fn, set_threads) -> None:
+    """A timing worker's loop (driven by `Commanded`): for each ``run CALLS THREADS`` line on stdin, `set_threads`
+    (an untimed call of `fn` the first time at that thread count), then time `CALLS` calls of `fn` and `reply` their
+    seconds; at ``quit`` (or the end of stdin) reply this process's peak RSS."""
+    warm = set()
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        calls, threads = int(cmd[1]), int(cmd[2])
+        set_threads(threads)
+        if threads not in warm:
+            fn()
+            warm.add(threads)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        reply(tag, {"seconds": time.perf_counter() - start})
+    reply(tag, {"peak_rss_mib": peak_rss_mib()})
+
+
 class Commanded:
     """A worker process (`cmd`) driven by command lines on its stdin, answering each with one `reply` line (prefix
     `tag`); whatever else it prints on stdout is passed on to stderr."""

@@ -22,11 +22,13 @@ The ratios printed are ours / official, both measured in this run. Without ``--o
 script says it skipped the official side; the figures quoted in the issue are printed,
 labelled as quoted, and never used for a ratio.
 
-Data-parallel chains: ``--cpu-devices N`` splits the CPU into N JAX devices, and a sampler name
-with ``@dp`` (e.g. ``gwg@dp``) runs the same sampler with the chains sharded over them
-(`zoo.samplers.run(sharding=...)`: the same keys, the same chains as on one device; the small
-per-chain kernels, which XLA:CPU runs on one thread, then run on every core). Its ESS and MMD
-rows are the unsharded sampler's (the chains are the same).
+The timed chains are `zoo.samplers.run` called as a user calls it (outside `jit`, `run` jitting
+itself), with its defaults: on a CPU the chains run as one group per core, each group its own
+execution, all at once (`run`'s ``groups``). A sampler name with ``@gN`` (e.g. ``gwg@g1``, one
+execution of all the chains) sets ``groups=N``. Data-parallel chains: ``--cpu-devices N`` splits
+the CPU into N JAX devices, and a sampler name with ``@dp`` (e.g. ``gwg@dp``) runs the same
+sampler with the chains sharded over them (`zoo.samplers.run(sharding=...)`). Either way each
+chain keeps its keys: the ESS and MMD rows are those of the sampler's chains in one execution.
 
 Roofs: every sampler's steps/s is also given as a fraction of its own roof, ``steps/s x
 products per step / (products/s of a plain jnp.dot of the same shapes)``, the products being
@@ -37,7 +39,9 @@ Gibbs 2; the official GWG 6 (a forward and a backward product for each of its tw
 forward product for each of its two log-densities), its Gibbs 2, its block Gibbs 2. zoo's
 random-scan Gibbs and uniform MH multiply no matrices (O(chains x H) per step): no roof. With
 ``--official`` the official sampler is also set against torch's own roof (`torch.mm` of the same
-shapes on the same thread count).
+shapes on the same thread count). ``--official-process`` also times the official GWG sampler in a
+process of its own (`_gwg_release.py` run as a worker: no JAX imported there, the same weights and
+initial chains), in the same interleaved rounds: torch beside JAX in one process is not torch alone.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import equinox as eqx
@@ -53,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
-from _timing import allocator_note, interleaved_medians, parse_threads
+from _timing import Commanded, allocator_note, interleaved_medians, parse_threads
 from jax.sharding import NamedSharding, PartitionSpec
 
 import zoo
@@ -205,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samplers", default="gwg,gwg-bf16,gibbs,uniform_mh,block_gibbs",
                    help="comma-separated: gwg, gwg-bf16 (GWG, gradient product in bfloat16), gwg-N (N flips), gibbs, "
                    "uniform_mh, block_gibbs, pas-L (path auxiliary, L changes per path), pas-rL (path auxiliary, "
-                   "lengths uniform in 1..2L-1)")
+                   "lengths uniform in 1..2L-1); a suffix @gN times it in N groups (run's groups=N; @g1: one "
+                   "execution), @dp over the --cpu-devices")
     p.add_argument("--timing-only", action="store_true", help="skip ground truth, ESS and MMD")
     p.add_argument("--official", default=None, help="a checkout of wgrathwohl/GWG_release to time side by side")
     p.add_argument("--official-steps", type=int, default=100, help="official sampler steps per timing round")
+    p.add_argument("--official-process", action="store_true",
+                   help="with --official: also time the official GWG sampler in a process of its own (no JAX there; "
+                        "the same weights and chains), interleaved with the rest")
     p.add_argument("--torch-threads", default="2,1", help="torch thread counts to time the official code with: "
                    "on a loaded machine one thread can be much faster than two (OpenMP threads wait for each other)")
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
@@ -245,6 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         official_note = "official timing skipped: no --official PATH given"
     print(official_note, flush=True)
+    alone = None  # the official GWG sampler in a process of its own
+    if args.official_process and official_steps:
+        tmp = tempfile.mkdtemp(prefix="bench_gwg_")
+        np.savez(os.path.join(tmp, "weights.npz"), W=np.asarray(model.W), b=np.asarray(model.b),
+                 c=np.asarray(model.c), base_logits=np.asarray(model.base_logits), x0=np.asarray(x0))
+        alone = Commanded([sys.executable, "-u", os.path.join(os.path.dirname(__file__), "_gwg_release.py"),
+                           "--official", args.official, "--weights", os.path.join(tmp, "weights.npz")],
+                          "BENCH_GWG ", "official GWG")
+        ready = alone.read()  # the worker has read the weights
+        shutil.rmtree(tmp)
+        if "error" in ready:
+            raise SystemExit(f"the official worker failed: {ready['error']}")
+        print(f"official GWG also in its own process (torch {ready['torch']}, no JAX there)", flush=True)
 
     # The roofs: plain products of the shapes of one GWG step's, timed in the same rounds as each sampler.
     h = model.config.hidden
@@ -264,29 +287,34 @@ def main(argv: list[str] | None = None) -> int:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
     proj = jax.random.normal(k_proj, (d,))
 
-    runs = {name: make_sampler(name.removesuffix("@dp"), target) for name in args.samplers.split(",")}
+    runs = {name: make_sampler(name.partition("@")[0], target) for name in args.samplers.split(",")}
     sharding = NamedSharding(zoo.data_mesh(), PartitionSpec("data"))
     results: dict = {"gflop_per_product": gflop, "official": official_note, "load_average_start": os.getloadavg()}
     for name, (sampler, tgt, products) in runs.items():
         # timing: no saving, compile excluded, median of rounds, interleaved with the roof and the official sampler;
-        # `@dp`: the chains sharded over the devices (`run` called eagerly jits itself, cached)
-        shard = sharding if name.endswith("@dp") else None
+        # `run` called eagerly, as a user calls it (it jits itself, cached): its default groups, or `@gN` N groups;
+        # `@dp`: the chains sharded over the devices
+        base, _, how = name.partition("@")
+        shard = sharding if how == "dp" else None
+        if how not in ("", "dp") and not (how[:1] == "g" and how[1:].isdigit() and int(how[1:]) > 0):
+            raise SystemExit(f"{name}: a sampler name ends in nothing, @dp or @gN (N groups), not @{how}")
+        groups = int(how[1:]) if how.startswith("g") else None
         if shard is not None and (len(jax.devices()) < 2 or args.chains % len(jax.devices())):
             raise SystemExit(f"{name}: give --cpu-devices N >= 2 dividing --chains {args.chains}")
         rnd = iter(range(10**9))
 
-        def ours(sampler=sampler, tgt=tgt, shard=shard):
+        def ours(sampler=sampler, tgt=tgt, shard=shard, groups=groups):
             k = jax.random.fold_in(k_run, next(rnd))
             jax.block_until_ready(samplers.run(sampler, tgt, x0, num_steps=args.timing_steps, key=k, batched=True,
-                                               thin=args.timing_steps, sharding=shard).final)
+                                               thin=args.timing_steps, sharding=shard, groups=groups).final)
 
         ours()  # compile + warm-up
-        roof_dtype = "bfloat16" if name.removesuffix("@dp") == "gwg-bf16" else "float32"
+        roof_dtype = "bfloat16" if base == "gwg-bf16" else "float32"
         fns = {"zoo": ours}
         if products:
             fns["roof"] = roofs[roof_dtype]
         steps = dict.fromkeys(fns, args.timing_steps)  # per round, for steps/s
-        off = OFFICIAL_FOR.get(name.removesuffix("@dp"))
+        off = OFFICIAL_FOR.get(base)
         if off in official_steps:
             mm = torch_mm_step(mods[0], np.asarray(model.W), args.chains)
             for prefix, step, n in (("official", official_steps[off], args.official_steps),
@@ -294,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
                 rounds = official_rounds(step, n, threads, mods[0], prefix=prefix)
                 fns.update(rounds)
                 steps.update(dict.fromkeys(rounds, n))
+            if alone is not None and off == "gwg":
+                for t in threads:
+                    fns[f"alone_{t}t"] = lambda t=t: alone.ask(f"run {args.official_steps} {t}")
+                    steps[f"alone_{t}t"] = args.official_steps
         med = interleaved_medians(fns, args.repeats).per_second(steps)
         steps_per_s = med.pop("zoo")
         row = {"steps_per_s": steps_per_s, "products_per_step": products}
@@ -307,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             line += " (no matrix product per step: no roof)"
         torch_mm = {k: med.pop(k) for k in list(med) if k.startswith("torchmm")}
+        own = {k: med.pop(k) for k in list(med) if k.startswith("alone")}
         if med:
             n_off = OFFICIAL_PRODUCTS[off]
             for k, v in med.items():
@@ -322,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{v:.1f} steps/s on {k.split('_')[1]} ({n_off} products/step: {row[k + '_fraction_of_torch_roof']:.2f}"
                 f" of torch.mm's {torch_mm['torchmm_' + k.split('_')[1]] * gflop:.0f} GFLOP/s)"
                 for k, v in med.items()) + f" (measured) -> zoo {row['vs_official']:.1f}x the faster"
+        if own:
+            best = max(own, key=own.get)
+            row.update({f"official_own_process_{k.split('_')[1]}_steps_per_s": v for k, v in own.items()})
+            row["vs_official_own_process"] = steps_per_s / own[best]
+            line += ("\n             official in its own process " + "; ".join(
+                f"{v:.1f} steps/s on {k.split('_')[1]}" for k, v in own.items())
+                + f" (measured) -> zoo {row['vs_official_own_process']:.1f}x the faster")
         if name in QUOTED_OFFICIAL_STEPS_PER_S:
             row["quoted_official_steps_per_s"] = QUOTED_OFFICIAL_STEPS_PER_S[name]
         if args.timing_only:
@@ -359,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if not official_steps:
         print("official figures QUOTED in an issue (not measured here, no ratio taken): " +
               ", ".join(f"{k} {v:.0f} steps/s" for k, v in QUOTED_OFFICIAL_STEPS_PER_S.items()))
+    if alone is not None:
+        print(f"official worker's peak RSS: {alone.close().get('peak_rss_mib', float('nan')):.0f} MiB")
     results["load_average_end"] = os.getloadavg()
     print(f"{official_note}\nload average at the end (1, 5, 15 min): {os.getloadavg()} (the CPU is shared)")
     if args.json:

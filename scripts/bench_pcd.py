@@ -59,7 +59,7 @@ import warnings
 
 import numpy as np
 from _gwg_release import import_gwg_release  # no JAX: bench_pcd's official worker imports it too
-from _timing import Commanded, interleaved_medians, jax_cores, parse_threads, peak_rss_mib, reply  # no JAX
+from _timing import Commanded, interleaved_medians, jax_cores, parse_threads, peak_rss_mib, reply, serve  # no JAX
 
 
 # The paper's command (GWG_release README) and pcd_ebm_ema.py's defaults for what it does not set.
@@ -173,21 +173,7 @@ def worker(args, tmp: str) -> None:
              **{"w/" + k: v for k, v in weights.items()})
     reply(_TAG, {"torch": torch.__version__, "params": sum(p.numel() for p in model.net.parameters()),
            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    warm = set()
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        iters, t = int(cmd[1]), int(cmd[2])
-        torch.set_num_threads(t)
-        if t not in warm:  # an untimed warm-up iteration, the first time at this thread count
-            iteration()
-            warm.add(t)
-        start = time.perf_counter()
-        for _ in range(iters):
-            iteration()
-        reply(_TAG, {"seconds": time.perf_counter() - start})
-    reply(_TAG, {"peak_rss_mib": peak_rss_mib()})
+    serve(_TAG, iteration, torch.set_num_threads)
 
 
 class Official(Commanded):

@@ -265,6 +265,19 @@ def test_uniform_and_split_are_jax_random(getkey):
                                   data(jax.vmap(lambda k: jax.random.split(k, 3))(keys)))
 
 
+def test_split_range_is_a_slice_of_split(getkey):
+    """`split_range(key, start, length, total)` is ``jax.random.split(key, total)[start:start + length]`` bit for bit,
+    with `start` traced (typed and raw threefry keys, and the rbg implementation's fallback)."""
+    from zoo.samplers._random import split_range
+
+    fn = jax.jit(split_range, static_argnums=(2, 3))
+    for key in (getkey(), jax.random.PRNGKey(7), jax.random.key(3, impl="rbg")):
+        full = jax.random.key_data(jax.random.split(key, 40))
+        for start, length in ((0, 40), (3, 10), (39, 1)):
+            got = fn(key, jnp.asarray(start), length, 40)
+            np.testing.assert_array_equal(jax.random.key_data(got), full[start:start + length])
+
+
 def test_sample_from_probs_skips_zero_mass():
     """Unnormalised probabilities with zeros: every uniform lands on a coordinate with mass, at
     the coordinate whose CDF interval holds it."""

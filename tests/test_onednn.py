@@ -221,7 +221,7 @@ def test_busy_elsewhere_counts_other_processes():
     finally:
         spinner.kill()
         spinner.wait()
-    assert out == "done" and 0.6 < cores < len(_choice._cpus()) + 0.1
+    assert out == "done" and 0.6 < cores < len(_choice.cpus()) + 0.1
 
 
 def test_a_choice_timed_while_the_machine_was_busy_is_timed_again(getkey, monkeypatch):

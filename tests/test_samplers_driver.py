@@ -151,3 +151,148 @@ def test_an_eager_call_is_compiled_once(getkey):
     second = samplers.run(samplers.Langevin(0.1), target, x0 + 1.0, num_steps=4, batched=True, key=getkey())
     assert traced > 0 and len(_TRACES) == traced
     assert not np.allclose(first.final, second.final)
+
+
+class KeyWalk(samplers.AbstractSampler):
+    """x <- x + u(key): elementwise, so a chain's states are exact whatever the batch it runs in, and they show
+    which key each transition got."""
+
+    def init(self, target, x):
+        return jnp.zeros((), jnp.int32)
+
+    def step(self, target, x, state, *, key):
+        x = x + jax.random.uniform(key, x.shape)
+        return x, state + 1, {"x": x, "steps": state + 1}
+
+
+@pytest.mark.parametrize("path", ["scan", "saved", "host-loop"])
+@pytest.mark.parametrize("groups", [2, 4])
+def test_groups_are_the_chains_of_one_execution(path, groups, getkey):
+    """`groups=` runs the chains as equal groups, one execution each: every chain keeps its keys, so the states,
+    saved samples and statistics are those of one execution (the progress bar's host loop and the caller's jit, where
+    groups have no effect, give them too)."""
+    x0, key = jax.random.normal(getkey(), (8, 3)), getkey()
+
+    def go(groups):
+        kw = dict(num_steps=6, burn_in=2, batched=True, key=key, groups=groups)
+        if path == "saved":
+            kw.update(save=True, thin=2)
+        return samplers.run(KeyWalk(), None, x0, progress=path == "host-loop", **kw)
+
+    one, split = go(1), go(groups)
+    np.testing.assert_array_equal(split.final, one.final)
+    jax.tree.map(np.testing.assert_array_equal, split.info, one.info)
+    if path == "saved":
+        assert split.samples.shape == (3, 8, 3)  # (saved, chains, ...)
+        np.testing.assert_array_equal(split.samples, one.samples)
+    # the chains of one call under the caller's jit, where groups has no effect
+    traced = jax.jit(lambda x: samplers.run(KeyWalk(), None, x, num_steps=6, burn_in=2, batched=True, key=key,
+                                            groups=groups, save=path == "saved", thin=2 if path == "saved" else 1))(x0)
+    np.testing.assert_array_equal(traced.final, one.final)
+
+
+def test_gwg_in_groups_is_gwg_in_one_execution(getkey):
+    """GWG on an Ising-type target with integer couplings (every sum exact in float32, whatever the batch): the
+    same chains, accept probabilities and hops in 2 groups as in one execution."""
+    j = jax.random.randint(getkey(), (12, 12), -2, 3).astype(jnp.float32)
+    j = (j + j.T) / 2
+
+    def log_p(x):
+        return x @ j @ x / 4 + jnp.sum(x)
+
+    x0 = jax.random.bernoulli(getkey(), 0.5, (6, 12)).astype(jnp.float32)
+    key = getkey()
+    one, two = (samplers.run(samplers.GWG(), log_p, x0, num_steps=30, batched=True, key=key, groups=g) for g in (1, 2))
+    np.testing.assert_array_equal(two.final, one.final)
+    jax.tree.map(np.testing.assert_array_equal, two.info, one.info)
+
+
+def test_groups_default_one_per_core(getkey, monkeypatch):
+    """``groups=None`` (the default) on a CPU: the most groups dividing the chains, up to one per core; each
+    group's executions hold its share of the chains (a prime number of chains: one execution, not in pieces)."""
+    from zoo.samplers import _driver
+
+    seen = []
+    piece = _driver._piece
+
+    def spy(sampler, target, x, *args):
+        seen.append(x.shape[0])  # at trace time: the chains of one execution
+        return piece(sampler, target, x, *args)
+
+    monkeypatch.setattr(_driver, "_piece", spy)
+    monkeypatch.setattr(_driver, "cpus", lambda: {0, 1, 2, 3})
+    for n, per_group in [(6, [2]), (12, [3]), (4, [1]), (7, [])]:  # 3, 4 and 4 groups; 7: one execution
+        seen.clear()
+        x0 = jnp.zeros((n, 5))  # a new group shape each time (traced anew: seen once)
+        samplers.run(KeyWalk(), None, x0, num_steps=2, batched=True, key=getkey())
+        assert seen == per_group, n
+
+
+def test_groups_errors(getkey):
+    x0 = jnp.zeros((8, 2))
+    with pytest.raises(ValueError, match="8 chains do not split into 3 equal groups"):
+        samplers.run(KeyWalk(), None, x0, num_steps=2, batched=True, groups=3, key=getkey())
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="groups must be a positive int"):
+            samplers.run(KeyWalk(), None, x0, num_steps=2, batched=True, groups=bad, key=getkey())
+
+
+@pytest.mark.parametrize("burn_in,num_steps,thin,piece", [(0, 12, 1, 5), (7, 12, 3, 4), (5, 9, 3, 2), (3, 8, 4, 1)])
+def test_a_run_in_pieces_is_one_run(burn_in, num_steps, thin, piece, getkey, monkeypatch):
+    """Concurrent groups run as a sequence of short executions (`_PIECE` transitions each, here a few): burn-in and
+    saved blocks split anywhere give the states, saved samples and statistics of one execution; the same in the
+    progress bar's pieces (one bar, group 0's)."""
+    from zoo.samplers import _driver
+
+    monkeypatch.setattr(_driver, "_PIECE", piece)
+    x0, key = jax.random.normal(getkey(), (4, 3)), getkey()
+    kw = dict(num_steps=num_steps, burn_in=burn_in, thin=thin, save=True, batched=True, key=key)
+    one = samplers.run(KeyWalk(), None, x0, groups=1, **kw)
+    for progress in (False, True):
+        split = samplers.run(KeyWalk(), None, x0, groups=2, progress=progress, **kw)
+        np.testing.assert_array_equal(split.final, one.final)
+        np.testing.assert_array_equal(split.samples, one.samples)
+        np.testing.assert_allclose(split.info["x"], one.info["x"], rtol=1e-6)
+        np.testing.assert_array_equal(split.info["steps"], one.info["steps"])
+
+
+def test_pieces_cover_the_run():
+    from zoo.samplers._driver import _pieces
+
+    for total in range(0, 60):
+        for most in (1, 4, 7, 256):
+            got = _pieces(total, most)
+            assert [a for a, _ in got] == list(np.cumsum([0] + [n for _, n in got])[:-1])
+            assert sum(n for _, n in got) == total and all(0 < n <= most for _, n in got)
+            assert len({n for _, n in got[:-1]}) <= 1  # one length, the last piece at most shorter
+    assert _pieces(20000, 256) == [(a, 250) for a in range(0, 20000, 250)]  # 80 equal pieces: one program
+
+
+_BARRIER: list = []
+
+
+class _Meet(samplers.AbstractSampler):
+    """x <- x + 1, after a host callback that waits at the barrier `_BARRIER[0]`."""
+
+    def init(self, target, x):
+        return jnp.zeros((), jnp.int32)
+
+    def step(self, target, x, state, *, key):
+        def meet(x):
+            _BARRIER[0].wait()  # raises BrokenBarrierError after its timeout: the executions did not run at once
+            return x
+
+        x = jax.pure_callback(meet, jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="broadcast_all")
+        return x + 1.0, state + 1, {}
+
+
+def test_groups_run_at_once(getkey):
+    """The groups' executions run concurrently: each step of each group waits at a barrier for the other group's
+    same step, which only passes if both executions are under way together. (The first call, which compiles, is made
+    with a barrier of one: JAX may run a program's very first executions one after another.)"""
+    import threading
+
+    for parties in (1, 2):
+        _BARRIER[:] = [threading.Barrier(parties, timeout=20)]
+        res = samplers.run(_Meet(), None, jnp.zeros((4, 2)), num_steps=3, batched=True, groups=2, key=getkey())
+        np.testing.assert_array_equal(res.final, np.full((4, 2), 3.0))

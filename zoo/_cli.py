@@ -87,23 +87,22 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     what = f"{n} rows of {k} interpolations" if k is not None else f"{n}"
     print(f"sampling {what} from {args.name} ({type(model).__name__})...", file=sys.stderr)
-    options = jit_options(model)  # a convolutional model's (zoo._conv)
     parameters = inspect.signature(model.sample).parameters
     sharding = _chain_sharding(model, n) if k is None and "sharding" in parameters else None
     if sharding is not None:
         print(f"data-parallel over {sharding.mesh.size} devices", file=sys.stderr)
-    if k is None and "progress" in parameters:
-        # Outside jit, so that the chain runs step by step under a progress bar drawn from the host
-        # (zoo.samplers.run): the compiled step then holds no callback, and JAX's persistent cache keeps it.
+    if k is None:
+        # Called eagerly: a Markov chain model's `sample` hands its chains to zoo.samplers.run, which jits them itself
+        # (cached, with the model's compiler options) and, on a CPU, runs them as one group per core, each group its
+        # own execution, all at once; or data-parallel over the devices of a `sharding`. With `progress`, the chain
+        # runs step by step under a progress bar drawn from the host: the compiled step then holds no callback, and
+        # JAX's persistent cache keeps it.
         extra = {"sharding": sharding} if sharding is not None else {}
-        samples = model.sample(n, progress=True, key=_key(args.seed), **extra)
-    elif k is None and sharding is not None:
-        # Called eagerly: zoo.samplers.run places the chains and the weights on the devices and jits the chain.
-        samples = model.sample(n, key=_key(args.seed), sharding=sharding)
-    elif k is None:
-        samples = eqx.filter_jit(lambda m, key: m.sample(n, key=key), compiler_options=options)(model, _key(args.seed))
-    else:  # (rows, k, h, w, c): one row per pair of endpoints
-        samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key), compiler_options=options)(
+        if "progress" in parameters:
+            extra["progress"] = True
+        samples = model.sample(n, key=_key(args.seed), **extra)
+    else:  # (rows, k, h, w, c): one row per pair of endpoints; with a convolutional model's options (zoo._conv)
+        samples = eqx.filter_jit(lambda m, key: m.interpolate(n, k, key=key), compiler_options=jit_options(model))(
             model, _key(args.seed))
     samples = np.asarray(samples)
     print(f"done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
@@ -401,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on CPU, split the host into N JAX devices and run the chains data-parallel over them "
                         "(models whose sample takes a sharding: NCSN, RBM; the same samples; on 2 cores no faster "
-                        "for ncsn-mnist, whose progress-bar loop already keeps both busy)")
+                        "for ncsn-mnist, whose progress-bar loop already keeps both busy). Without it, a Markov chain "
+                        "model's chains already run on a CPU as one group per core (zoo.samplers.run's groups)")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser(

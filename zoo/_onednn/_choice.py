@@ -82,7 +82,7 @@ def threads() -> str:
     """The threads the two kernels run on here, as they go into a stored choice's key: OpenMP's (oneDNN's;
     ``OMP_NUM_THREADS``, else the CPUs this process may run on) and XLA:CPU's (``XLA_FLAGS``
     ``intra_op_parallelism_threads``, or 1 with ``--xla_cpu_multi_thread_eigen=false``, else those CPUs)."""
-    cores = len(_cpus())
+    cores = len(cpus())
     omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     flags = os.environ.get("XLA_FLAGS", "")
     xla = re.search(r"intra_op_parallelism_threads=(\d+)", flags)
@@ -102,7 +102,8 @@ def _read() -> dict[str, Any]:
         return {}  # none yet, or unreadable: timed again (and rewritten)
 
 
-def _cpus() -> set[int]:
+def cpus() -> set[int]:
+    """The CPUs this process may run on."""
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
@@ -126,10 +127,10 @@ def busy_elsewhere(fn) -> tuple[Any, float]:
     """``(fn(), cores)``: what `fn` returns and how many of this process's CPUs other processes kept busy, on
     average, while it ran (CPU seconds per second: the CPUs' busy time less this process's own). 0 where the
     kernel does not say (no ``/proc/stat``)."""
-    cpus = _cpus()
-    before, own, wall = _busy_ticks(cpus), time.process_time(), time.perf_counter()
+    mine = cpus()
+    before, own, wall = _busy_ticks(mine), time.process_time(), time.perf_counter()
     out = fn()
-    after, own, wall = _busy_ticks(cpus), time.process_time() - own, time.perf_counter() - wall
+    after, own, wall = _busy_ticks(mine), time.process_time() - own, time.perf_counter() - wall
     if before is None or after is None or wall <= 0:
         return out, 0.0
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -123,11 +123,6 @@ def _is_concrete(x: Array) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-@eqx.filter_jit
-def _run(model: CategoricalEBM, sampler: samplers.AbstractSampler, x: Array, steps: int, key: PRNGKeyArray) -> Array:
-    return samplers.run(sampler, model.target(), x, num_steps=steps, key=key, batched=True).final
-
-
 @model_for(CategoricalEBMConfig)
 class CategoricalEBM(AbstractPCDModel):
     """``log_prob(x)`` on one-hot states ``(D, K)`` (D = ``num_positions``, K = ``num_values``)."""
@@ -253,7 +248,9 @@ class CategoricalEBM(AbstractPCDModel):
         sampler = self.resolve_sampler(sampler)
         k0, k1 = jax.random.split(key)
         x0 = base_draws(self.base_logits, n, key=k0)
-        return _run(self, sampler, x0, num_steps or self.config.sample_steps, k1)
+        # samplers.run jits the chain itself (cached), with the model's compiler options
+        return samplers.run(sampler, self.target(), x0, num_steps=num_steps or self.config.sample_steps, key=k1,
+                            batched=True, compiler_options=dict(self.compiler_options()) or None).final
 
     def to_images(self, samples: Array) -> np.ndarray:
         """One-hot states (or integer levels) as grey images: level ``v`` is ``v / (K - 1)``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import math
@@ -17,9 +18,10 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 from .. import _malloc
 from .._conv import filter_jit_with
 from .._onednn import xla_kernels
+from .._onednn._choice import cpus
 from .._progress import ProgressMeter
 from ._base import AbstractSampler
-from ._random import split
+from ._random import split, split_range
 
 
 class ChainResult(eqx.Module):
@@ -50,41 +52,58 @@ def _chain(
     progress: ProgressMeter | None,
     unroll: int,
 ) -> ChainResult:
-    state = sampler.init(target, x0)
+    carry = (x0, sampler.init(target, x0))
+    key_burn, key_main = split(key, 2)
+    if burn_in > 0:
+        carry = _burn(sampler, target, carry, key_burn, 0, burn_in, burn_in, unroll)
+    carry, samples, info_sums = _blocks(
+        sampler, target, carry, key_main, 0, num_saved, num_saved, thin, save, unroll,
+        None if progress is None else lambda i: progress.update(burn_in + (i + 1) * thin))
+    info = jax.tree.map(lambda v: v / (num_saved * thin), info_sums)
+    return ChainResult(final=carry[0], samples=samples, info=info)
 
+
+# A chain's transitions, as `_chain` runs them and a run in pieces does (`_run_pieces`): burn-in transition ``t`` has
+# key ``split(key_burn, burn_in)[t]``, saved block ``j`` (``thin`` transitions, then the state is saved) key
+# ``split(key_main, num_saved)[j]`` split ``thin`` ways, so any range of either can be run on its own.
+def _one(sampler: AbstractSampler, target: Any):
     def one(carry, k):
         x, s = carry
         x, s, info = sampler.step(target, x, s, key=k)
         return (x, s), info
 
-    key_burn, key_main = split(key, 2)
-    carry = (x0, state)
-    if burn_in > 0:
-        carry, _ = jax.lax.scan(one, carry, split(key_burn, burn_in), unroll=min(unroll, burn_in))
+    return one
+
+
+def _burn(sampler, target, carry, key_burn, start, length: int, total: int, unroll: int):
+    """Burn-in transitions ``start .. start + length`` of `total` (no statistics, nothing saved)."""
+    keys = split_range(key_burn, start, length, total)
+    return jax.lax.scan(_one(sampler, target), carry, keys, unroll=min(unroll, length))[0]
+
+
+def _blocks(sampler, target, carry, key_main, start, length: int, total: int, thin: int, save: bool, unroll: int,
+            on_block=None):
+    """Saved blocks ``start .. start + length`` of `total`: ``(carry, states saved at each block's end or None, sums
+    of each statistic over the blocks' transitions)``; ``on_block(j)`` after block ``j`` (the progress bar)."""
+    one = _one(sampler, target)
 
     def block(carry, inputs):
-        i, k = inputs
+        j, k = inputs
         keys = split(k, thin)  # straight-line threefry: a rolled loop per step otherwise
         if thin == 1:  # no inner loop, so that `unroll` unrolls straight-line steps
             carry, info = one(carry, keys[0])
         else:
             carry, infos = jax.lax.scan(one, carry, keys, unroll=min(unroll, thin))
             info = jax.tree.map(lambda v: jnp.sum(v, axis=0), infos)
-        if progress is not None:
-            progress.update(burn_in + (i + 1) * thin)
-        x = carry[0]
-        return carry, (x if save else None, info)
+        if on_block is not None:
+            on_block(j)
+        return carry, (carry[0] if save else None, info)
 
-    indices = jnp.arange(num_saved)
-    # About `unroll` transitions per loop iteration: the inner (thinning) loop unrolls
-    # first, the outer one by the rest.
-    outer = min(max(1, unroll // thin), num_saved)
-    carry, (samples, info_sums) = jax.lax.scan(
-        block, carry, (indices, split(key_main, num_saved)), unroll=outer
-    )
-    total = num_saved * thin
-    info = jax.tree.map(lambda v: jnp.sum(v, axis=0) / total, info_sums)
-    return ChainResult(final=carry[0], samples=samples, info=info)
+    # About `unroll` transitions per loop iteration: the inner (thinning) loop unrolls first, the outer one by the rest.
+    outer = min(max(1, unroll // thin), length)
+    inputs = (start + jnp.arange(length), split_range(key_main, start, length, total))
+    carry, (samples, infos) = jax.lax.scan(block, carry, inputs, unroll=outer)
+    return carry, samples, jax.tree.map(lambda v: jnp.sum(v, axis=0), infos)
 
 
 def _run(
@@ -102,6 +121,7 @@ def _run(
     unroll: int = 1,
     compiler_options: Mapping[str, Any] | None = None,
     sharding: NamedSharding | None = None,
+    groups: int | None = None,
 ) -> ChainResult:
     """Run `sampler` on `target` from `x0` for `burn_in + num_steps` transitions.
 
@@ -141,6 +161,19 @@ def _run(
       core busy where XLA:CPU runs a kernel on one thread (GWG on a 784x500 RBM, 100 chains,
       2 cores: 1.2-1.3x; scripts/bench_gwg.py ``@dp``); `zoo sample` does it whenever there
       are several devices.
+    - `groups`: with ``batched=True`` outside `jit`, the chains run as this many equal groups,
+      each by its own executions of one compiled program, all at once from host threads. On a
+      CPU, XLA runs a cheap step's many small kernels one after another, each split over the
+      cores or not at all; separate executions keep every core busy (2 cores, 100 chains: GWG
+      and block Gibbs on the 784x500 RBM 1.6x, Potts GWG 1.4x, the deep EBMs' GWG 1.05-1.2x;
+      scripts/bench_groups.py). Each chain keeps its key, so the chains are those of one execution
+      up to float rounding (a batched product's rounding can depend on how many chains it holds,
+      and a draw at a boundary can then go the other way). Concurrent executions (the groups, or
+      a `sharding`'s devices) run in pieces of a few hundred transitions: XLA:CPU holds some
+      memory per loop iteration until such an execution ends. ``None`` (default): one group per
+      CPU core on a CPU backend, as many as divide the chains; 1 on other backends. No effect
+      under the caller's `jit`, with a `sharding`, or with a progress bar's host loop
+      (``progress=True, save=False``: for costly steps, such as NCSN's, where it gains nothing).
     - `key`: PRNG key.
 
     The whole loop is one `lax.scan` under `jit` (called eagerly, `run` jits it itself, once
@@ -153,9 +186,19 @@ def _run(
         raise ValueError(f"num_steps={num_steps} is not a multiple of thin={thin}")
     if isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
+        raise ValueError(f"groups must be a positive int (or None: one per CPU core), got {groups!r}")
     if sharding is not None:
         x0, target = _place(x0, target, sharding, batched)
-    if progress is True and not save and not _is_traced((x0, key)):
+    host_loop = progress is True and not save
+    if batched and not host_loop and not isinstance(progress, ProgressMeter) and not _is_traced((x0, key, target)):
+        # Several executions at once (the groups, or the devices of a sharding's program) run in pieces (`_PIECE`).
+        ways = 1 if sharding is not None else _group_count(groups, jax.tree_util.tree_leaves(x0)[0].shape[0])
+        if ways > 1 or (sharding is not None and sharding.mesh.size > 1):
+            return _run_groups(ways, sampler, target, x0, key, num_steps=num_steps, burn_in=burn_in, thin=thin,
+                               save=save, progress=progress, unroll=unroll, compiler_options=compiler_options,
+                               sharding=sharding)
+    if host_loop and not _is_traced((x0, key)):
         return _run_on_host(sampler, target, x0, key, num_steps, burn_in, thin, batched, compiler_options, sharding)
     if not _is_traced((x0, key, target)):  # called eagerly: jit the chain here (cached), else each call re-traces
         return filter_jit_with(_run_chain, compiler_options)(
@@ -191,6 +234,119 @@ def _run(
         result = _chain(sampler, target, x0, key, num_saved, burn_in, thin, save, meter, unroll)
     return result
 
+
+def _group_count(groups: int | None, n: int) -> int:
+    """How many groups `run` splits `n` eager batched chains into: `groups` (which must divide `n`), or for None
+    the most that divide `n` up to one per CPU core on a CPU backend (1 elsewhere)."""
+    if groups is not None:
+        if n % groups:
+            raise ValueError(f"{n} chains do not split into {groups} equal groups: run a multiple of {groups} "
+                             f"chains, or pass groups=None (as many groups as divide the chains, up to the cores)")
+        return groups
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(d for d in range(1, min(len(cpus()), n) + 1) if n % d == 0)
+
+
+# Transitions per execution in a run in pieces: XLA:CPU holds some memory per loop iteration until an execution ends
+# when several executions run at once (e.g. 25 KB a GWG step of a 784x500 RBM, measured with glibc's mallinfo2), so
+# concurrent chains run as a sequence of short executions. Fewer, for a progress bar: a piece per ~1% of the run.
+_PIECE = 256
+
+
+def _pieces(total: int, most: int) -> list[tuple[int, int]]:
+    """``(start, length)``: `total` in consecutive pieces of at most `most`, all of one length where some count of
+    pieces (up to twice the fewest) divides `total`, so that one program runs them all."""
+    if total == 0:
+        return []
+    fewest = -(-total // most)
+    count = next((c for c in range(fewest, 2 * fewest + 1) if total % c == 0), fewest)
+    size = -(-total // count)
+    return [(a, min(size, total - a)) for a in range(0, total, size)]
+
+
+def _piece(sampler, target, x, state, keys, start, phase: str, length: int, total: int, thin: int, save: bool,
+           unroll: int):
+    """Burn-in transitions (``phase="burn"``) or saved blocks (``"main"``) ``start .. start + length`` of `total` of
+    the batched chains `x` (chain ``i`` with key ``keys[i]``), from their sampler state: ``(x, state, saved states
+    (saved, chains, ...) or None, per-chain sums of the statistics)``."""
+
+    def chain(x, s, k):
+        key_burn, key_main = split(k, 2)
+        if phase == "burn":
+            return _burn(sampler, target, (x, s), key_burn, start, length, total, unroll), None, {}
+        return _blocks(sampler, target, (x, s), key_main, start, length, total, thin, save, unroll)
+
+    (x, state), saved, info = jax.vmap(chain)(x, state, keys)
+    return x, state, (None if saved is None else jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), saved)), info
+
+
+def _run_pieces(
+    sampler: AbstractSampler, target: Any, x: PyTree[Array], keys: PRNGKeyArray, *, num_steps: int, burn_in: int,
+    thin: int, save: bool, unroll: int, compiler_options: Mapping[str, Any] | None, bar: bool,
+) -> ChainResult:
+    """The batched chains `x`, chain ``i`` with key ``keys[i]`` (the keys `_chain` gives it, so the same chain), as a
+    sequence of short executions (`_piece`); a progress bar drawn from the host after each piece when `bar`."""
+    from .._progress import tqdm_bar
+
+    piece = filter_jit_with(_piece, compiler_options)
+    state = _init(sampler, target, x, True)
+    total = burn_in + num_steps
+    most = max(1, min(_PIECE, -(-total // 100))) if bar else _PIECE
+    num_saved = num_steps // thin
+    plan = [("burn", a, n, burn_in) for a, n in _pieces(burn_in, most)]
+    plan += [("main", a, n, num_saved) for a, n in _pieces(num_saved, max(1, most // thin))]
+    saved, info_sum, shown = [], None, None
+    for phase, a, n, of in plan:
+        x, state, out, info = piece(sampler, target, x, state, keys, jnp.asarray(a, jnp.int32), phase, n, of, thin,
+                                    save, unroll)
+        if phase == "main":
+            saved.append(out)
+            info_sum = info if info_sum is None else jax.tree.map(jnp.add, info_sum, info)
+        if bar:
+            jax.block_until_ready(x)
+            moved = n if phase == "burn" else n * thin
+            if shown is None:  # after the first piece, which compiles: the bar's rate is the sampling's
+                _malloc.settle()  # the heap, where zoo's allocator setting is on (zoo/_malloc.py)
+                shown = tqdm_bar(total, desc=type(sampler).__name__, initial=moved)
+            else:
+                shown.update(moved)
+    if shown is not None:
+        shown.close()
+    samples = jax.tree.map(lambda *v: jnp.concatenate(v, axis=0), *saved) if save else None
+    return ChainResult(final=x, samples=samples, info=jax.tree.map(lambda v: v / num_steps, info_sum))
+
+
+def _run_groups(
+    ways: int, sampler: AbstractSampler, target: Any, x0: PyTree[Array], key: PRNGKeyArray, *, num_steps: int,
+    burn_in: int, thin: int, save: bool, progress: bool, unroll: int, compiler_options: Mapping[str, Any] | None,
+    sharding: NamedSharding | None,
+) -> ChainResult:
+    """Eager batched chains as `ways` equal groups, each run in pieces (`_run_pieces`) by its own host thread, all
+    at once; the bar follows group 0. Chain ``i`` keeps its key of one execution (``jax.random.split(key, n)[i]``)."""
+    n = jax.tree_util.tree_leaves(x0)[0].shape[0]
+    m = n // ways
+    keys = jax.random.split(key, n)
+    if sharding is not None:  # each chain's key where the chain is
+        keys = jax.device_put(keys, sharding)
+
+    def one(g):
+        x = jax.tree.map(lambda v: v[g * m:(g + 1) * m], x0) if ways > 1 else x0
+        return _run_pieces(sampler, target, x, keys[g * m:(g + 1) * m] if ways > 1 else keys, num_steps=num_steps,
+                           burn_in=burn_in, thin=thin, save=save, unroll=unroll, compiler_options=compiler_options,
+                           bar=bool(progress) and g == 0)
+
+    if ways == 1:
+        return one(0)
+    with concurrent.futures.ThreadPoolExecutor(ways) as pool:
+        results = list(pool.map(one, range(ways)))
+
+    def cat(axis):
+        return lambda *vs: jnp.concatenate(vs, axis=axis)
+
+    return ChainResult(final=jax.tree.map(cat(0), *(r.final for r in results)),
+                       samples=jax.tree.map(cat(1), *(r.samples for r in results)) if save else None,
+                       info=jax.tree.map(cat(0), *(r.info for r in results)))
 
 
 @functools.wraps(_run)

@@ -1,5 +1,7 @@
 """Threefry draws that XLA:CPU runs as straight-line code: `uniform` and `split`, bit for bit
-`jax.random.uniform` and `jax.random.split` for threefry keys (the default).
+`jax.random.uniform` and `jax.random.split` for threefry keys (the default); `split_range`, a
+slice of `split`'s keys computed without the others (what `zoo.samplers.run` needs to run a
+chain in pieces with the keys of one run).
 
 XLA:CPU compiles JAX's threefry hash as a rolled loop of five iterations, several small kernels
 each: a few percent of a cheap MCMC step (GWG on a 784x500 RBM) for one draw. Here the same hash
@@ -34,9 +36,10 @@ def _fast(key: PRNGKeyArray) -> bool:
     return impl in ("threefry2x32", "fry") and bool(jax.config.jax_threefry_partitionable)
 
 
-def _hash(key: PRNGKeyArray, n: int) -> tuple[Array, Array]:
+def _hash(key: PRNGKeyArray, n: int, start: Array | int = 0) -> tuple[Array, Array]:
     k = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    return _threefry2x32(k[0], k[1], jnp.zeros((n,), jnp.uint32), jnp.arange(n, dtype=jnp.uint32))
+    counters = jnp.asarray(start, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
+    return _threefry2x32(k[0], k[1], jnp.zeros((n,), jnp.uint32), counters)
 
 
 def uniform(key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
@@ -50,9 +53,16 @@ def uniform(key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
 
 def split(key: PRNGKeyArray, n: int) -> PRNGKeyArray:
     """``jax.random.split(key, n)``, bit for bit (typed keys stay typed, raw ``uint32[2]`` keys raw)."""
+    return split_range(key, 0, n, n)
+
+
+def split_range(key: PRNGKeyArray, start: Array | int, length: int, total: int) -> PRNGKeyArray:
+    """``jax.random.split(key, total)[start:start + length]``, bit for bit (`start` may be traced): for
+    threefry keys, key ``i`` is the hash of counter ``i`` alone, so only these `length` are computed; for
+    other implementations all `total` keys are split and sliced."""
     if not _fast(key):
-        return jax.random.split(key, n)
-    data = jnp.stack(_hash(key, n), axis=-1)
+        return jax.lax.dynamic_slice_in_dim(jax.random.split(key, total), start, length)
+    data = jnp.stack(_hash(key, length, start), axis=-1)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
     return data
