@@ -119,8 +119,8 @@ def annealed_step(
     return x, cache, info
 
 
-@eqx.filter_jit
 def _run_ais(kernel: AISKernel, inner: Any, x: Array, logw: Array, num_steps: int, key: PRNGKeyArray):
+    # called eagerly, samplers.run jits the chains itself (cached) and runs them on a CPU as one group per core
     return samplers.run(kernel, inner, (x, logw), num_steps=num_steps, key=key, batched=True).final
 
 

@@ -69,9 +69,13 @@ class RAISEKernel(samplers.AbstractSampler):
 
 
 @eqx.filter_jit
+def _raise_start(inner: Any, x: Array) -> Array:
+    return jax.vmap(lambda xi: inner.log_prob(xi, inner.init(xi)))(x)
+
+
 def _run_raise(kernel: RAISEKernel, inner: Any, x: Array, num_steps: int, key: PRNGKeyArray) -> Array:
-    f = jax.vmap(lambda xi: inner.log_prob(xi, inner.init(xi)))(x)
-    return samplers.run(kernel, inner, (x, f), num_steps=num_steps, key=key, batched=True).final[1]
+    # called eagerly, samplers.run jits the chains itself (cached) and runs them on a CPU as one group per core
+    return samplers.run(kernel, inner, (x, _raise_start(inner, x)), num_steps=num_steps, key=key, batched=True).final[1]
 
 
 def raise_log_prob(

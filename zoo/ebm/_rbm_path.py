@@ -125,8 +125,8 @@ class RBMPathRAISEKernel(samplers.AbstractSampler):
         return (x, log_p), (t + 1, rest), info
 
 
-@eqx.filter_jit
 def _run(kernel: RBMPathAISKernel, path: RBMPath, x: Array, logw: Array, num_steps: int, key: PRNGKeyArray):
+    # called eagerly, samplers.run jits the chains itself (cached) and runs them on a CPU as one group per core
     return samplers.run(kernel, path, (x, logw), num_steps=num_steps, key=key, batched=True).final
 
 
@@ -164,8 +164,13 @@ def rbm_path_ais(
 
 
 @eqx.filter_jit
+def _raise_start(path: RBMPath, x: Array) -> Array:
+    return jax.vmap(lambda xi: path.at(jnp.ones(()))(xi))(x) - path.log_z0()
+
+
 def _run_raise(kernel: RBMPathRAISEKernel, path: RBMPath, x: Array, num_steps: int, key: PRNGKeyArray) -> Array:
-    log_p = jax.vmap(lambda xi: path.at(jnp.ones(()))(xi))(x) - path.log_z0()
+    # called eagerly, samplers.run jits the chains itself (cached) and runs them on a CPU as one group per core
+    log_p = _raise_start(path, x)
     return samplers.run(kernel, path, (x, log_p), num_steps=num_steps, key=key, batched=True).final[1]
 
 
