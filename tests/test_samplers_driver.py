@@ -296,3 +296,34 @@ def test_groups_run_at_once(getkey):
         _BARRIER[:] = [threading.Barrier(parties, timeout=20)]
         res = samplers.run(_Meet(), None, jnp.zeros((4, 2)), num_steps=3, batched=True, groups=2, key=getkey())
         np.testing.assert_array_equal(res.final, np.full((4, 2), 3.0))
+
+
+def test_a_failing_group_stops_the_others(getkey, monkeypatch):
+    """A group whose execution fails raises its error from `run`, and the other groups start no further piece: with
+    one transition per piece, group 1 fails at its first while group 0 counts its own (a host callback); group 0 stops
+    long before its 2000 transitions."""
+    from zoo.samplers import _driver
+
+    monkeypatch.setattr(_driver, "_PIECE", 1)
+    counted = []
+
+    def check(x):
+        if x[0, 0] > 0:  # group 1's chains (x0 below: positive in the second half)
+            raise RuntimeError("group 1 fails")
+        counted.append(1)
+        return x
+
+    class Check(samplers.AbstractSampler):
+        def init(self, target, x):
+            return jnp.zeros((), jnp.int32)
+
+        def step(self, target, x, state, *, key):
+            x = jax.pure_callback(check, jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="broadcast_all")
+            return x, state + 1, {}
+
+    samplers.run(Check(), None, -jnp.ones((4, 2)), num_steps=2, batched=True, groups=2, key=getkey())  # compiles
+    counted.clear()
+    x0 = jnp.concatenate([-jnp.ones((2, 2)), jnp.ones((2, 2))])
+    with pytest.raises(Exception, match="group 1 fails"):
+        samplers.run(Check(), None, x0, num_steps=2000, batched=True, groups=2, key=getkey())
+    assert len(counted) < 1000

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import functools
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -282,15 +283,19 @@ def _piece(sampler, target, x, state, keys, start, phase: str, length: int, tota
 
 
 def _run_pieces(
-    sampler: AbstractSampler, target: Any, x: PyTree[Array], keys: PRNGKeyArray, *, num_steps: int, burn_in: int,
+    sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, keys: PRNGKeyArray, *, num_steps: int,
+    burn_in: int,
     thin: int, save: bool, unroll: int, compiler_options: Mapping[str, Any] | None, bar: bool,
+    stop: threading.Event | None = None,
 ) -> ChainResult:
-    """The batched chains `x`, chain ``i`` with key ``keys[i]`` (the keys `_chain` gives it, so the same chain), as a
-    sequence of short executions (`_piece`); a progress bar drawn from the host after each piece when `bar`."""
+    """The batched chains `x` from their sampler `state`, chain ``i`` with key ``keys[i]`` (the keys `_chain` gives
+    it, so the same chain), as a sequence of short executions (`_piece`), each awaited before the next; a progress
+    bar drawn from the host after
+    each piece when `bar`. Once `stop` is set (another group failed, or the caller was interrupted), no further piece
+    starts."""
     from .._progress import tqdm_bar
 
     piece = filter_jit_with(_piece, compiler_options)
-    state = _init(sampler, target, x, True)
     total = burn_in + num_steps
     most = max(1, min(_PIECE, -(-total // 100))) if bar else _PIECE
     num_saved = num_steps // thin
@@ -298,13 +303,15 @@ def _run_pieces(
     plan += [("main", a, n, num_saved) for a, n in _pieces(num_saved, max(1, most // thin))]
     saved, info_sum, shown = [], None, None
     for phase, a, n, of in plan:
+        if stop is not None and stop.is_set():
+            raise _Stopped
         x, state, out, info = piece(sampler, target, x, state, keys, jnp.asarray(a, jnp.int32), phase, n, of, thin,
                                     save, unroll)
         if phase == "main":
             saved.append(out)
             info_sum = info if info_sum is None else jax.tree.map(jnp.add, info_sum, info)
+        jax.block_until_ready(x)  # one piece at a time: `stop` is then heeded within a piece
         if bar:
-            jax.block_until_ready(x)
             moved = n if phase == "burn" else n * thin
             if shown is None:  # after the first piece, which compiles: the bar's rate is the sampling's
                 _malloc.settle()  # the heap, where zoo's allocator setting is on (zoo/_malloc.py)
@@ -315,6 +322,10 @@ def _run_pieces(
         shown.close()
     samples = jax.tree.map(lambda *v: jnp.concatenate(v, axis=0), *saved) if save else None
     return ChainResult(final=x, samples=samples, info=jax.tree.map(lambda v: v / num_steps, info_sum))
+
+
+class _Stopped(Exception):
+    """A group's pieces stopped because another group failed (`_run_groups` raises that group's error)."""
 
 
 def _run_groups(
@@ -329,17 +340,30 @@ def _run_groups(
     keys = jax.random.split(key, n)
     if sharding is not None:  # each chain's key where the chain is
         keys = jax.device_put(keys, sharding)
+    # Each group's chains, keys and sampler state, made here before any group's execution starts.
+    parts = []
+    for g in range(ways):
+        x = jax.tree.map(lambda v, g=g: v[g * m:(g + 1) * m], x0) if ways > 1 else x0
+        parts.append((x, _init(sampler, target, x, True), keys[g * m:(g + 1) * m] if ways > 1 else keys))
+    jax.block_until_ready(parts)
 
     def one(g):
-        x = jax.tree.map(lambda v: v[g * m:(g + 1) * m], x0) if ways > 1 else x0
-        return _run_pieces(sampler, target, x, keys[g * m:(g + 1) * m] if ways > 1 else keys, num_steps=num_steps,
-                           burn_in=burn_in, thin=thin, save=save, unroll=unroll, compiler_options=compiler_options,
-                           bar=bool(progress) and g == 0)
+        return _run_pieces(sampler, target, *parts[g], num_steps=num_steps, burn_in=burn_in, thin=thin, save=save,
+                           unroll=unroll, compiler_options=compiler_options, bar=bool(progress) and g == 0, stop=stop)
 
+    stop = threading.Event()
     if ways == 1:
         return one(0)
     with concurrent.futures.ThreadPoolExecutor(ways) as pool:
-        results = list(pool.map(one, range(ways)))
+        futures = [pool.submit(one, g) for g in range(ways)]
+        try:
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        finally:  # after a group's error, or an interrupt, the other groups stop after their current piece
+            stop.set()
+        errors = [e for f in futures if (e := f.exception()) is not None and not isinstance(e, _Stopped)]
+        if errors:
+            raise errors[0]
+        results = [f.result() for f in futures]
 
     def cat(axis):
         return lambda *vs: jnp.concatenate(vs, axis=axis)
