@@ -208,8 +208,8 @@ def test_gwg_in_groups_is_gwg_in_one_execution(getkey):
 
 
 def test_groups_default_one_per_core(getkey, monkeypatch):
-    """``groups=None`` (the default) on a CPU: the most groups dividing the chains, up to one per core; each
-    group's executions hold its share of the chains (a prime number of chains: one execution, not in pieces)."""
+    """``groups=None`` (the default) on a CPU: the most groups dividing the chains, up to one per core and with 16
+    chains at least; each group's executions hold its share of the chains (else one execution, not in pieces)."""
     from zoo.samplers import _driver
 
     seen = []
@@ -221,7 +221,8 @@ def test_groups_default_one_per_core(getkey, monkeypatch):
 
     monkeypatch.setattr(_driver, "_piece", spy)
     monkeypatch.setattr(_driver, "cpus", lambda: {0, 1, 2, 3})
-    for n, per_group in [(6, [2]), (12, [3]), (4, [1]), (7, [])]:  # 3, 4 and 4 groups; 7: one execution
+    # 96: 4 groups; 48: 3 (16 chains each at least); 40: 2; 20 (fewer than 2 x 16) and 31 (prime): one execution
+    for n, per_group in [(96, [24]), (48, [16]), (40, [20]), (20, []), (31, [])]:
         seen.clear()
         x0 = jnp.zeros((n, 5))  # a new group shape each time (traced anew: seen once)
         samplers.run(KeyWalk(), None, x0, num_steps=2, batched=True, key=getkey())

@@ -171,8 +171,10 @@ def _run(
       up to float rounding (a batched product's rounding can depend on how many chains it holds,
       and a draw at a boundary can then go the other way). Concurrent executions (the groups, or
       a `sharding`'s devices) run in pieces of a few hundred transitions: XLA:CPU holds some
-      memory per loop iteration until such an execution ends. ``None`` (default): one group per
-      CPU core on a CPU backend, as many as divide the chains; 1 on other backends. No effect
+      memory per loop iteration until such an execution ends. ``None`` (default): on a CPU
+      backend, as many groups as divide the chains, up to one per core and with at least 16
+      chains each (with fewer the executions' overhead outweighs the gain); 1 on other backends
+      (and for fewer than 32 chains on 2 cores). No effect
       under the caller's `jit`, with a `sharding`, or with a progress bar's host loop
       (``progress=True, save=False``: for costly steps, such as NCSN's, where it gains nothing).
     - `key`: PRNG key.
@@ -236,9 +238,18 @@ def _run(
     return result
 
 
+# The fewest chains a group gets by default: with fewer, the executions' overhead can outweigh the cores they keep
+# busy. 2 cores, two groups vs one execution: GWG on the 784x500 RBM 0.80x with 2 chains a group, 0.86x with 4, 1.30x
+# with 8, 1.32x with 16 (`scripts/bench_gwg.py --timing-only --chains 4|8|16|32 --samplers gwg@g1,gwg@g2`); the 8x8
+# Potts model's GWG, 1000 steps, 0.49x / 0.80x / 0.81x, 1.10x with 16 (`scripts/bench_groups.py --chains 4|8|16|32`
+# at commit d712f70, before this floor).
+_MIN_CHAINS_PER_GROUP = 16
+
+
 def _group_count(groups: int | None, n: int) -> int:
     """How many groups `run` splits `n` eager batched chains into: `groups` (which must divide `n`), or for None
-    the most that divide `n` up to one per CPU core on a CPU backend (1 elsewhere)."""
+    the most that divide `n`, up to one per CPU core and with at least `_MIN_CHAINS_PER_GROUP` chains each, on a CPU
+    backend (1 elsewhere)."""
     if groups is not None:
         if n % groups:
             raise ValueError(f"{n} chains do not split into {groups} equal groups: run a multiple of {groups} "
@@ -246,7 +257,7 @@ def _group_count(groups: int | None, n: int) -> int:
         return groups
     if jax.default_backend() != "cpu":
         return 1
-    return max(d for d in range(1, min(len(cpus()), n) + 1) if n % d == 0)
+    return max(d for d in range(1, max(1, min(len(cpus()), n // _MIN_CHAINS_PER_GROUP)) + 1) if n % d == 0)
 
 
 # Transitions per execution in a run in pieces: XLA:CPU holds some memory per loop iteration until an execution ends
