@@ -174,9 +174,9 @@ def _run(
       memory per loop iteration until such an execution ends. ``None`` (default): on a CPU
       backend, as many groups as divide the chains, up to one per core and with at least 16
       chains each (with fewer the executions' overhead outweighs the gain); 1 on other backends
-      (and for fewer than 32 chains on 2 cores). No effect
-      under the caller's `jit`, with a `sharding`, or with a progress bar's host loop
-      (``progress=True, save=False``: for costly steps, such as NCSN's, where it gains nothing).
+      (and for fewer than 32 chains on 2 cores). No effect under the caller's `jit`, with a
+      `sharding`, or with a progress bar's host loop (``progress=True, save=False``: for costly
+      steps, such as NCSN's, where it gains nothing).
     - `key`: PRNG key.
 
     The whole loop is one `lax.scan` under `jit` (called eagerly, `run` jits it itself, once
@@ -253,7 +253,8 @@ def _group_count(groups: int | None, n: int) -> int:
     if groups is not None:
         if n % groups:
             raise ValueError(f"{n} chains do not split into {groups} equal groups: run a multiple of {groups} "
-                             f"chains, or pass groups=None (as many groups as divide the chains, up to the cores)")
+                             f"chains, or pass groups=None (as many groups as divide the chains, up to one per "
+                             f"core, 16 chains each at least)")
         return groups
     if jax.default_backend() != "cpu":
         return 1
@@ -295,15 +296,13 @@ def _piece(sampler, target, x, state, keys, start, phase: str, length: int, tota
 
 def _run_pieces(
     sampler: AbstractSampler, target: Any, x: PyTree[Array], state: Any, keys: PRNGKeyArray, *, num_steps: int,
-    burn_in: int,
-    thin: int, save: bool, unroll: int, compiler_options: Mapping[str, Any] | None, bar: bool,
+    burn_in: int, thin: int, save: bool, unroll: int, compiler_options: Mapping[str, Any] | None, bar: bool,
     stop: threading.Event | None = None,
 ) -> ChainResult:
     """The batched chains `x` from their sampler `state`, chain ``i`` with key ``keys[i]`` (the keys `_chain` gives
     it, so the same chain), as a sequence of short executions (`_piece`), each awaited before the next; a progress
-    bar drawn from the host after
-    each piece when `bar`. Once `stop` is set (another group failed, or the caller was interrupted), no further piece
-    starts."""
+    bar drawn from the host after each piece when `bar`. Once `stop` is set (another group failed, or the caller was
+    interrupted), no further piece starts."""
     from .._progress import tqdm_bar
 
     piece = filter_jit_with(_piece, compiler_options)
