@@ -9,5 +9,5 @@ setup(
     packages=[*find_packages(include=["zoo", "zoo.*"]), "zoo.checkpoints"],
     package_dir={"zoo.checkpoints": "checkpoints"},
     # here, not in pyproject.toml: a [tool.setuptools.package-data] table there replaces this argument whole
-    package_data={"zoo": ["_onednn/conv.cc"], "zoo.checkpoints": ["**/*"]},
+    package_data={"zoo": ["_onednn/*.cc", "_onednn/*.h"], "zoo.checkpoints": ["**/*"]},
 )

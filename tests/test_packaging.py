@@ -1,5 +1,5 @@
 """The wheel `pip install .` builds holds what a plain install needs: the bundled checkpoints (so `zoo.load` of a
-bundled model works offline) and the oneDNN handlers' source. Slow (an isolated build: pip fetches setuptools), so
+bundled model works offline) and the native handlers' sources. Slow (an isolated build: pip fetches setuptools), so
 CI skips it; run it with ``python -m pytest -m slow tests/test_packaging.py``."""
 
 import shutil
@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from zoo._onednn._build import SOURCES
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,4 +31,4 @@ def test_the_wheel_holds_the_bundled_checkpoints_and_the_kernels_source(tmp_path
     names = set(zipfile.ZipFile(wheel).namelist())
     bundled = {p.relative_to(ROOT).as_posix() for p in (ROOT / "checkpoints").rglob("*") if p.is_file()}
     assert bundled and {"zoo/" + name for name in bundled} <= names
-    assert "zoo/_onednn/conv.cc" in names
+    assert {f"zoo/_onednn/{f.name}" for f in SOURCES} <= names  # what zoo._onednn._build compiles

@@ -18,6 +18,8 @@ no compiler or oneDNN, ``ZOO_ONEDNN=0``, inside `xla_kernels`) `conv` is
 `lax.conv_general_dilated`: the same numbers up to float rounding (another summation order).
 Programs over several devices (`zoo.fit` on a mesh, `zoo.samplers.run` with a sharding) trace with
 XLA's kernels: GSPMD partitions those, where it would replicate the custom calls on every device.
+The same library holds NCSN's CondInstanceNorm++ (+ ELU), forward and backward fused into one pass over memory
+(``cin.cc``, `zoo._onednn._cin`); its handlers and the convolutions' run one at a time (``common.h``).
 """
 
 from __future__ import annotations

@@ -31,9 +31,10 @@ from .._io import atomic_dir, cache_dir
 
 logger = logging.getLogger("zoo")
 
-SOURCE = Path(__file__).with_name("conv.cc")
+SOURCE = Path(__file__).with_name("conv.cc")  # the convolutions (`_choice.kernels_id`)
+SOURCES = (SOURCE, SOURCE.with_name("cin.cc"), SOURCE.with_name("common.h"))  # all that is built
 LIBRARY = "libzoo_onednn.so"
-TARGETS = ("zoo_onednn_conv_fwd", "zoo_onednn_conv_dgrad", "zoo_onednn_conv_wgrad")
+TARGETS = ("zoo_onednn_conv_fwd", "zoo_onednn_conv_dgrad", "zoo_onednn_conv_wgrad", "zoo_cin_fwd", "zoo_cin_bwd")
 
 
 def _find_onednn() -> tuple[Path, Path] | str:
@@ -70,8 +71,9 @@ def _dnnl_library(lib: Path) -> Path:
 def _compile(out: Path, cxx: str, inc: Path, lib: Path) -> None:
     dnnl = _dnnl_library(lib)
     cmd = [
-        cxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}", f"-I{inc}", str(SOURCE),
-        "-o", str(out / LIBRARY), f"-L{lib}", f"-l:{dnnl.name}", f"-Wl,-rpath,{lib}",
+        cxx, "-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
+        f"-I{inc}", *(str(f) for f in SOURCES if f.suffix == ".cc"), "-o", str(out / LIBRARY), f"-L{lib}",
+        f"-l:{dnnl.name}", f"-Wl,-rpath,{lib}",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -105,8 +107,12 @@ def load() -> ctypes.CDLL | None:
         return None
     import jaxlib
 
+    from ._choice import _cpuinfo
+
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), cxx.encode(), str(inc).encode(), str(lib).encode()):
+    cpu = _cpuinfo().get("flags", "").encode()  # compiled for this CPU (-march=native)
+    for part in (*(f.read_bytes() for f in SOURCES), jaxlib.__version__.encode(), cxx.encode(), str(inc).encode(),
+                 str(lib).encode(), cpu):
         key.update(part + b"\0")
     folder = _folder(key.hexdigest()[:16])
     try:

@@ -8,17 +8,20 @@
 //   zoo_onednn_conv_wgrad  dw = conv_backward_weights(x, g)
 // with attributes stride_h/w, dilation_h/w (XLA's convention: 1 = none), pad_top/bottom/left/right.
 //
-// The forward runs on NHWC activations (oneDNN's brgconv kernels take them directly) and weights in the layout
-// oneDNN chooses, reordered from HWIO on each call (a few hundred KB to MB; on the plain HWIO layout its float32
-// kernels ran a 3x3 convolution of 256 channels at 16x16 1.5x slower here; in bfloat16 AMX wants them blocked);
-// the two gradients let oneDNN choose its layouts (channel-blocked, as PyTorch runs them) and reorder in and out.
+// All three run on NHWC activations (oneDNN's brgconv forward and input-gradient kernels and its jit weight-gradient
+// kernel take them directly) and weights in the layout oneDNN chooses, reordered from HWIO on each call (a few
+// hundred KB to MB; on the plain HWIO layout its float32 kernels ran a 3x3 convolution of 256 channels at 16x16 1.5x
+// slower here; in bfloat16 AMX wants them blocked). The gradients took oneDNN's channel-blocked layouts before, with
+// the activations reordered in and out on every call: 514 reorders, 13% of oneDNN's time in NCSN's MNIST training
+// step; on NHWC that step ran 1.07x faster (cards/ncsn-bench.md, "Stop 27"). Where oneDNN has no NHWC kernel for a
+// gradient, it takes the layouts oneDNN chooses, with the reorders.
 // The bfloat16 weight gradient accumulates into float32 weights, rounded to bfloat16 on the way out (2x faster than
 // bfloat16 ones here; zoo/_onednn/__init__.py runs bfloat16 weight gradients on the float32 kernel anyway: the
 // faster in programs). Primitives are built once per shape and kept; each call passes its own scratchpad
 // (oneDNN's user scratchpad mode). XLA:CPU runs independent operations concurrently (a layer's input and weight
-// gradients), but each call runs on all cores (oneDNN's OpenMP team), so calls run one at a time: two teams at
-// once oversubscribe the cores (NCSN's CIFAR-10 training step 15% slower than on XLA's kernels alone, 3% with
-// the lock; cards/ncsn-bench.md, "Stop 22").
+// gradients), but each call runs on all cores (oneDNN's OpenMP team), so calls run one at a time (`OneAtATime`,
+// shared with the other handlers of this library, common.h): two teams at once oversubscribe the cores (NCSN's
+// CIFAR-10 training step 15% slower than on XLA's kernels alone, 3% with the lock; cards/ncsn-bench.md, "Stop 22").
 
 #include <cstdint>
 #include <initializer_list>
@@ -27,6 +30,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -82,14 +86,21 @@ struct Op {
 };
 
 
-// A gradient primitive's descriptor (`PrimitiveDesc`: backward data or backward weights), on the layouts oneDNN
-// prefers (`any`), hinted by the forward it differentiates.
+// A gradient primitive's descriptor (`PrimitiveDesc`: backward data or backward weights), hinted by the forward it
+// differentiates: on NHWC activations where oneDNN has a kernel for them, else on the layouts it prefers (`any`).
 template <typename PrimitiveDesc>
 PrimitiveDesc Backward(const Geometry& g, memory::data_type wei_type) {
-  const auto any = memory::format_tag::any;
-  return PrimitiveDesc(Engine(), dnnl::algorithm::convolution_direct, g.Src(any), g.Wei(any, wei_type), g.Dst(any),
-                       {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, g.Forward(any, any),
-                       UserScratchpad());
+  const auto any = memory::format_tag::any, nhwc = memory::format_tag::nhwc;
+  auto make = [&](memory::format_tag act) {
+    return PrimitiveDesc(Engine(), dnnl::algorithm::convolution_direct, g.Src(act), g.Wei(any, wei_type), g.Dst(act),
+                         {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl}, {g.pb, g.pr}, g.Forward(act, any),
+                         UserScratchpad());
+  };
+  try {
+    return make(nhwc);
+  } catch (const dnnl::error&) {  // no NHWC kernel for this one: oneDNN's layouts, reordered in and out
+    return make(any);
+  }
 }
 
 std::shared_ptr<const Op> Build(const Geometry& g, char kind) {
@@ -156,8 +167,7 @@ ffi::Error Run(const Geometry& g, char kind, void* in0, void* in1, void* out) {
     const Role roles[3] = {kind == 'd' ? d_dst : src, kind == 'w' ? d_dst : wei,
                            kind == 'f' ? dst : kind == 'd' ? d_src : d_wei};
     auto op = Get(g, kind);
-    static std::mutex running;  // one call at a time (header)
-    std::lock_guard<std::mutex> one_at_a_time(running);
+    std::lock_guard<std::mutex> one_at_a_time(zoo_native::OneAtATime());  // (header)
     dnnl::stream stream(Engine());
     memory a = Input(memory(roles[0].desc, Engine(), in0), op->in0, stream);
     memory b = Input(memory(roles[1].desc, Engine(), in1), op->in1, stream);
@@ -216,6 +226,11 @@ ffi::Error WeightGrad(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyB
 }
 
 }  // namespace
+
+std::mutex& zoo_native::OneAtATime() {
+  static std::mutex running;
+  return running;
+}
 
 #define ZOO_CONV_ATTRS                                                                                         \
   .Attr<int64_t>("stride_h").Attr<int64_t>("stride_w").Attr<int64_t>("dilation_h").Attr<int64_t>("dilation_w") \

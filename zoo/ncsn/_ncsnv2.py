@@ -182,7 +182,7 @@ class AbstractNCSNv2Net(eqx.Module):
         for refine, skip in zip(self.refines, reversed(layers)):
             r = refine([skip] if r is None else [skip, r], skip.shape[:2])
         assert r is not None
-        return self.end(_elu(self.norm_out(r, None)))
+        return self.end(self.norm_out(r, None, elu=True))
 
 
 class NCSNv2(AbstractNCSNv2Net):

@@ -19,6 +19,7 @@ variant) and the network ignores the level index; the caller divides by sigma.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, TypeVar
 
@@ -29,10 +30,10 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _onednn
+from .._onednn import _cin
 from .._rows import take_row
 
 
-_EPS = 1e-5
 _N = TypeVar("_N")
 
 
@@ -131,52 +132,33 @@ def resize_bilinear(x: Float[Array, "h w c"], size: tuple[int, int]) -> Float[Ar
     return jnp.einsum("oh,pw,hwc->opc", ah, aw, x)
 
 
-def _cin_stats(x: Float[Array, "h w c"]) -> tuple[Array, Array, Array, Array]:
-    """Per-channel mean and 1/std (biased), the centred channel means and their 1/std
-    (unbiased); all shaped (1, 1, C) except the scalar last."""
-    mu = jnp.mean(x, axis=(0, 1), keepdims=True)
-    var = jnp.mean(jnp.square(x - mu), axis=(0, 1), keepdims=True)  # biased, as nn.InstanceNorm2d
-    u = mu - jnp.mean(mu)
-    v = jnp.sum(jnp.square(u)) / (mu.shape[-1] - 1)  # unbiased, as torch.var
-    return mu, jax.lax.rsqrt(var + _EPS), u, jax.lax.rsqrt(v + _EPS)
-
-
-@jax.custom_vjp
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def cin_plus_plus(
-    x: Float[Array, "h w c"], gamma: Float[Array, " c"], alpha: Float[Array, " c"], beta: Float[Array, " c"]
+    x: Float[Array, "h w c"],
+    gamma: Float[Array, " c"],
+    alpha: Float[Array, " c"],
+    beta: Float[Array, " c"],
+    elu: bool = False,
 ) -> Float[Array, "h w c"]:
     """CondInstanceNorm++ on one image, given the level's (gamma, alpha, beta):
-    ``gamma * (x_hat + alpha * mu_tilde) + beta``.
+    ``gamma * (x_hat + alpha * mu_tilde) + beta``, followed by ELU if `elu`.
 
-    With a hand-written backward pass: two per-channel sums over the image and one
-    elementwise pass, less than half the work of XLA's derivative of the forward formula
-    on CPU (`tests/test_ncsn_network.py` checks it against that derivative)."""
-    return _cin_fwd(x, gamma, alpha, beta)[0]
-
-
-def _cin_fwd(x, gamma, alpha, beta):
-    g, a, b = (p.reshape(1, 1, -1) for p in (gamma, alpha, beta))
-    mu, s, u, t = _cin_stats(x)
-    y = (x - mu) * (g * s) + (g * a * u * t + b)
-    return y, (x, g, a, mu, s, u, t)
+    With a hand-written backward pass (two per-channel sums over the image and one elementwise pass, less than
+    half the work of XLA's derivative of the forward formula on CPU; `tests/test_ncsn_network.py` checks it
+    against that derivative), both passes fused into one pass over memory on CPU (`zoo._onednn._cin`: zoo's
+    native handlers, where they are built; elsewhere the same computation in JAX)."""
+    return _cin_fwd(x, gamma, alpha, beta, elu)[0]
 
 
-def _cin_bwd(res, dy):
-    x, g, a, mu, s, u, t = res
-    n = x.shape[0] * x.shape[1]
-    x_hat = (x - mu) * s
-    s1 = jnp.sum(dy, axis=(0, 1), keepdims=True)
-    s2 = jnp.sum(dy * x_hat, axis=(0, 1), keepdims=True)
-    mu_t = u * t
-    # Through mu_tilde = u t (u = mu - mean(mu), t = 1/sqrt(var_unbiased(mu) + eps)) to mu.
-    q = g * a * s1
-    du = t * q - t**3 * u * jnp.sum(q * u) / (u.shape[-1] - 1)
-    d_mu = du - jnp.mean(du)
-    # The instance norm's own backward, plus the channel means' path (d mu / d x = 1/n).
-    gs = g * s
-    dx = gs * dy - x_hat * (gs * s2 / n) + (d_mu - gs * s1) / n
-    d_gamma, d_alpha, d_beta = (p.reshape(-1) for p in (s2 + a * mu_t * s1, g * mu_t * s1, s1))
-    return dx, d_gamma, d_alpha, d_beta
+def _cin_fwd(x, gamma, alpha, beta, elu):
+    y, stats = _cin.cin_forward(x[None], gamma[None], alpha[None], beta[None], elu=elu)
+    return y[0], (x, y[0], stats[0], gamma, alpha)
+
+
+def _cin_bwd(elu, res, dy):
+    x, y, stats, gamma, alpha = res
+    return tuple(d[0] for d in _cin.cin_backward(x[None], y[None], stats[None], gamma[None], alpha[None], dy[None],
+                                                 elu=elu))  # fmt: skip
 
 
 cin_plus_plus.defvjp(_cin_fwd, _cin_bwd)
@@ -195,10 +177,11 @@ class CondInstanceNormPP(eqx.Module):
         self.embed = jnp.concatenate([ga, jnp.zeros(shape)], axis=-1)
         self.num_features = c
 
-    def __call__(self, x: Float[Array, "h w c"], y: Int[Array, ""]) -> Float[Array, "h w c"]:
+    def __call__(self, x: Float[Array, "h w c"], y: Int[Array, ""], *, elu: bool = False) -> Float[Array, "h w c"]:
+        """The norm of `x` at level `y`, followed by ELU if `elu` (fused, `cin_plus_plus`)."""
         e = self.embed if self.embed.ndim == 1 else take_row(self.embed, y)  # materialised (zoo._rows)
         c = self.num_features
-        return cin_plus_plus(x, e[:c], e[c : 2 * c], e[2 * c :])
+        return cin_plus_plus(x, e[:c], e[c : 2 * c], e[2 * c :], elu)
 
 
 class ResidualBlock(eqx.Module):
@@ -230,8 +213,8 @@ class ResidualBlock(eqx.Module):
             self.shortcut = None
 
     def __call__(self, x: Float[Array, "h w ci"], y: Int[Array, ""]) -> Float[Array, "h2 w2 co"]:
-        h = self.conv1(_elu(self.norm1(x, y)))
-        h = self.conv2(_elu(self.norm2(h, y)))
+        h = self.conv1(self.norm1(x, y, elu=True))
+        h = self.conv2(self.norm2(h, y, elu=True))
         s = x if self.shortcut is None else self.shortcut(x)
         if self.pool:
             h, s = mean_pool2(h), mean_pool2(s)
@@ -255,7 +238,7 @@ class RCUBlock(eqx.Module):
         for norms, convs in zip(self.norms, self.convs):
             r = x
             for norm, conv in zip(norms, convs):
-                x = conv(_elu(norm(x, y)))
+                x = conv(norm(x, y, elu=True))
             x = x + r
         return x
 
@@ -373,4 +356,4 @@ class RefineNet(eqx.Module):
         r2 = self.refine2([l3, r1], y, l3.shape[:2])
         r3 = self.refine3([l2, r2], y, l2.shape[:2])
         r4 = self.refine4([l1, r3], y, l1.shape[:2])
-        return self.end(_elu(self.norm_out(r4, y)))
+        return self.end(self.norm_out(r4, y, elu=True))
