@@ -177,24 +177,10 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> y, ffi::Buffe
 using F32 = ffi::Buffer<ffi::F32>;
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_cin_fwd, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Ret<F32>()
-                                  .Ret<F32>()
+                              ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>()  // x, gamma, alpha, beta
+                                  .Ret<F32>().Ret<F32>()  // y, stats
                                   .Attr<bool>("elu"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(zoo_cin_bwd, Backward,
-                              ffi::Ffi::Bind()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Ret<F32>()
-                                  .Ret<F32>()
-                                  .Ret<F32>()
-                                  .Ret<F32>()
+                              ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>()
+                                  .Ret<F32>().Ret<F32>().Ret<F32>().Ret<F32>()  // dx, dgamma, dalpha, dbeta
                                   .Attr<bool>("elu"));
