@@ -254,3 +254,36 @@ def test_a_choice_timed_while_the_machine_was_busy_is_timed_again(getkey, monkey
     busy[:] = [1.5, 1.5, 1.5, 1.5, 0.1]
     assert [lower((1, 6, 5, 3)).get("unsettled") for _ in range(3)] == [1, None, None] and len(timed) == 5
     assert lower((1, 6, 5, 3))["busy_elsewhere"] == 0.1
+
+
+def test_the_build_retries_without_native_flags(tmp_path, caplog):
+    """A compiler that refuses -fopenmp / -march=native (clang without libomp) still builds the library: portable
+    and single-threaded, with a warning; a compiler that fails every time raises with each command's error."""
+    from zoo._onednn import _build
+
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fake-cxx"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {log}\n'
+        'case " $* " in *" -fopenmp "*) echo "unsupported option -fopenmp" >&2; exit 1;; esac\n'
+        'while [ "$1" != "-o" ]; do shift; done; touch "$2"\n'
+    )
+    fake.chmod(0o755)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "libdnnl.so.3").touch()
+    out = tmp_path / "out"
+    out.mkdir()
+    with caplog.at_level("WARNING", logger="zoo"):
+        _build._compile(out, str(fake), tmp_path, lib)
+    first, second = log.read_text().splitlines()
+    assert "-fopenmp" in first and "-march=native" in first
+    assert "-fopenmp" not in second and "-march=native" not in second and "cin.cc" in second
+    assert (out / _build.LIBRARY).is_file()
+    assert "built without -march=native -fopenmp (unsupported option -fopenmp)" in caplog.text
+    failing = tmp_path / "failing-cxx"
+    failing.write_text("#!/bin/sh\necho broken >&2\nexit 1\n")
+    failing.chmod(0o755)
+    with pytest.raises(RuntimeError, match="(?s)-fopenmp.*broken.*broken"):
+        _build._compile(out, str(failing), tmp_path, lib)

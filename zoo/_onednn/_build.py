@@ -1,10 +1,13 @@
-"""Building and loading zoo's oneDNN convolution handlers (``conv.cc``) for XLA:CPU.
+"""Building and loading zoo's native handlers for XLA:CPU: the oneDNN convolutions (``conv.cc``) and NCSN's fused
+norm (``cin.cc``), one library.
 
 The handlers are compiled once per machine setup with the system's C++ compiler against JAX's
 XLA FFI headers (`jax.ffi.include_dir`) and oneDNN (the ``onednn-devel-cpu-gomp`` wheel, a
 dependency on Linux x86-64; or ``$ZOO_ONEDNN_ROOT``, a prefix holding ``include/`` and ``lib/``
-of another oneDNN 3.x build), into ``cache_dir()/onednn/<hash>/``, the hash covering the source,
-jaxlib's version, the compiler and the oneDNN found. Nothing here raises: `load` returns the
+of another oneDNN 3.x build), for this CPU with OpenMP (``-march=native -fopenmp``; a compiler that
+refuses them builds it portable and the norm single-threaded), into ``cache_dir()/onednn/<hash>/``,
+the hash covering the sources, jaxlib's version, the compiler, the oneDNN found and the CPU's
+flags. Nothing here raises: `load` returns the
 library or None (with the reason logged once), and zoo then convolves with XLA's kernels.
 ``ZOO_ONEDNN=0`` turns the handlers off. ``ZOO_ONEDNN_PREBUILT`` names a folder laid out as
 ``cache_dir()/onednn`` (``<hash>/libzoo_onednn.so``) that `load` reads first and never writes: a
@@ -68,16 +71,28 @@ def _dnnl_library(lib: Path) -> Path:
     raise FileNotFoundError(f"no libdnnl.so in {lib}")
 
 
+# Compiler flags tried in turn: the native library compiled for this CPU with the norm's handlers on all cores, else
+# (a compiler without OpenMP, e.g. clang without libomp, or without -march=native) portable and single-threaded.
+_FLAG_SETS = (("-march=native", "-fopenmp"), ())
+
+
 def _compile(out: Path, cxx: str, inc: Path, lib: Path) -> None:
     dnnl = _dnnl_library(lib)
-    cmd = [
-        cxx, "-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-        f"-I{inc}", *(str(f) for f in SOURCES if f.suffix == ".cc"), "-o", str(out / LIBRARY), f"-L{lib}",
-        f"-l:{dnnl.name}", f"-Wl,-rpath,{lib}",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
+    errors = []
+    for flags in _FLAG_SETS:
+        cmd = [
+            cxx, "-O3", *flags, "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}", f"-I{inc}",
+            *(str(f) for f in SOURCES if f.suffix == ".cc"), "-o", str(out / LIBRARY), f"-L{lib}", f"-l:{dnnl.name}",
+            f"-Wl,-rpath,{lib}",
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode == 0:
+            if errors:
+                last = (errors[0].strip().splitlines() or ["?"])[-1]
+                logger.warning("zoo: the native library was built without %s (%s)", " ".join(_FLAG_SETS[0]), last)
+            return
+        errors.append(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
+    raise RuntimeError("\n".join(errors))
 
 
 def _folder(name: str) -> Path:
