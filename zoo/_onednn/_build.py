@@ -122,10 +122,10 @@ def load() -> ctypes.CDLL | None:
         return None
     import jaxlib
 
-    from ._choice import _cpuinfo
+    from ._choice import cpu_flags
 
     key = hashlib.sha256()
-    cpu = _cpuinfo().get("flags", "").encode()  # compiled for this CPU (-march=native)
+    cpu = cpu_flags().encode()  # compiled for this CPU (-march=native)
     for part in (*(f.read_bytes() for f in SOURCES), jaxlib.__version__.encode(), cxx.encode(), str(inc).encode(),
                  str(lib).encode(), cpu):
         key.update(part + b"\0")

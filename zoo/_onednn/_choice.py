@@ -63,11 +63,15 @@ def _cpu_model() -> str:
     return _cpuinfo().get("model name", "unknown cpu")
 
 
+def cpu_flags() -> str:
+    """The first processor's instruction-set flags in /proc/cpuinfo ("" where there are none)."""
+    return _cpuinfo().get("flags", "")
+
+
 def native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 products in hardware (AVX512-BF16 or AMX-BF16): oneDNN's bfloat16
     kernels are fast there; elsewhere bfloat16 convolutions stay on XLA's kernels."""
-    flags = set(_cpuinfo().get("flags", "").split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(set(cpu_flags().split()) & {"avx512_bf16", "amx_bf16"})
 
 
 @functools.cache

@@ -24,6 +24,8 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jaxtyping import Array, Float
 
+from . import available
+
 
 __all__ = ["binds", "cin_backward", "cin_forward", "reference_backward", "reference_forward"]
 
@@ -33,8 +35,6 @@ _EPS = 1e-5
 def binds(*arrays: Array) -> bool:
     """Whether the norm runs on the fused handlers for these operands: all float32, on CPU with zoo's native
     library (`zoo._onednn.available`: not inside `xla_kernels`, not with ``ZOO_ONEDNN=0``)."""
-    from . import available
-
     return all(a.dtype == jnp.float32 for a in arrays) and available()
 
 

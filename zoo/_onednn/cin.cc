@@ -12,7 +12,7 @@
 // activation from memory and each on one thread. Here each image's activation (200 KB at 28x28x64) is read once
 // into the cache and worked on there, one image per OpenMP thread: NCSN's MNIST training step 1.12x faster
 // (cards/ncsn-bench.md, "Stop 27"). Sums accumulate in double. The library is compiled for the building machine's
-// CPU (-march=native; the build's hash covers the CPU's flags, zoo/_onednn/_build.py).
+// CPU with OpenMP where the compiler takes -march=native -fopenmp (else portable, one thread; zoo/_onednn/_build.py).
 
 #include <cmath>
 #include <cstdint>
@@ -140,7 +140,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> y, ffi::Buffe
         S2[k] += dz * ((xi[k] - mu[k]) * s[k]);
       }
     }
-    // Through mu_tilde = u t to mu (zoo/ncsn/_network.py's reference, `_cin_bwd`).
+    // Through mu_tilde = u t to mu (the JAX reference: zoo/_onednn/_cin.py, `_backward_one`).
     double qu = 0.0, mean_du = 0.0;
     for (int64_t k = 0; k < c; ++k) qu += double(g[k] * a[k] * S1[k]) * u[k];
     std::vector<float> du(c);
